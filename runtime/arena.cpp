@@ -1,0 +1,52 @@
+// Arena index maintenance (see arena.hpp for the invariants).
+#include "runtime/arena.hpp"
+
+#include <new>
+
+namespace gcheap::detail {
+
+std::size_t ArenaIndex::meta_bytes() {
+    const std::size_t page = OsMemory::os_page_size();
+    return (sizeof(ArenaMeta) + page - 1) / page * page;
+}
+
+ArenaIndex::~ArenaIndex() {
+    for (std::size_t i = 0; i < kL1Entries; ++i) {
+        std::atomic<ArenaMeta*>* l2 = l1_[i].load(std::memory_order_relaxed);
+        if (l2 == nullptr) continue;
+        for (std::size_t j = 0; j < kL2Entries; ++j) {
+            if (ArenaMeta* m = l2[j].load(std::memory_order_relaxed)) os_.unmap(m, meta_bytes());
+        }
+        os_.unmap(l2, kL2Bytes);
+    }
+}
+
+ArenaMeta* ArenaIndex::add_arena_locked(std::uintptr_t base) {
+    const std::size_t l1 = base >> (kArenaShift + kArenaL2Bits);
+    const std::size_t l2_index = (base >> kArenaShift) & (kL2Entries - 1);
+    std::atomic<ArenaMeta*>* l2 = l1_[l1].load(std::memory_order_relaxed);
+    if (l2 == nullptr) {
+        void* block = os_.map_metadata(kL2Bytes);
+        if (block == nullptr) return nullptr;
+        l2 = ::new (block) std::atomic<ArenaMeta*>[kL2Entries]();
+        sys_bytes_ += kL2Bytes;
+        l1_[l1].store(l2, std::memory_order_release);
+    }
+    void* memory = os_.map_metadata(meta_bytes());
+    if (memory == nullptr) return nullptr;
+    sys_bytes_ += meta_bytes();
+    auto* meta = ::new (memory) ArenaMeta();  // null spans, no released bits
+    meta->base = base;
+    l2[l2_index].store(meta, std::memory_order_release);
+    ++arena_count_;
+    return meta;
+}
+
+void ArenaIndex::set_pages_locked(std::uintptr_t base, std::size_t npages, Span* span) {
+    std::uintptr_t addr = base;
+    for (std::size_t i = 0; i < npages; ++i, addr += kPageSize) {
+        arena_of(addr)->spans[ArenaMeta::page_of(addr)].store(span, std::memory_order_release);
+    }
+}
+
+}  // namespace gcheap::detail

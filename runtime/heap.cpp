@@ -1,0 +1,149 @@
+// Heap construction, thread-cache lifecycle, lookups and verification.
+#include "runtime/heap.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <new>
+
+namespace gcheap::detail {
+
+namespace {
+
+std::uint64_t next_heap_id() {
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;  // 0 means "no heap" in ThreadCacheSlot
+}
+
+}  // namespace
+
+Heap::Heap() : id_(next_heap_id()), arena_index_(os_), pages_(os_, arena_index_), cache_pool_(os_) {
+    for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) centrals_[spc].init(spc);
+    // The empty span has no slots and an all-zero cache: next_free_fast()
+    // fails on it and next_free_index() reports it full.
+    empty_span_.state = SpanState::kInUse;
+}
+
+Heap::~Heap() {
+    {
+        std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+        std::lock_guard<std::mutex> lock(caches_mu_);
+        for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) c->binding->heap = nullptr;
+    }
+    if (tls_cache_slot.heap_id == id_) tls_cache_slot = {0, nullptr};
+    // Members unmap all memory: the arenas (PageHeap), their metadata
+    // (ArenaIndex) and the descriptor pools (FixAlloc).
+}
+
+ThreadCache* Heap::cache_for_current_thread() {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    // The thread may have a cache here already and merely used another heap since.
+    CacheBinding* binding = find_current_thread_binding_locked(*this);
+    if (binding == nullptr) binding = bind_current_thread_locked(*this);
+    if (binding->cache == nullptr) {
+        std::lock_guard<std::mutex> lock(caches_mu_);
+        ThreadCache* cache = cache_pool_.create(&empty_span_);
+        if (cache == nullptr) throw std::bad_alloc();
+        cache->binding = binding;
+        cache->registry_next = caches_;
+        if (caches_ != nullptr) caches_->registry_prev = cache;
+        caches_ = cache;
+        binding->cache = cache;
+    }
+    tls_cache_slot = {id_, binding->cache};
+    return binding->cache;
+}
+
+void Heap::flush_cache_locked(ThreadCache* cache) {
+    for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) {
+        Span* span = cache->spans[spc];
+        if (span == &empty_span_) continue;
+        cache->spans[spc] = &empty_span_;
+        centrals_[spc].uncache_span(span);
+    }
+    // The tiny block stays allocated: it dies like any object once unreachable.
+    cache->tiny = 0;
+    cache->tiny_offset = 0;
+}
+
+void Heap::flush_current_thread_cache() {
+    if (tls_cache_slot.heap_id != id_) return;
+    ThreadCache* cache = tls_cache_slot.cache;
+    std::lock_guard<std::mutex> lock(cache->mu);
+    flush_cache_locked(cache);
+}
+
+void Heap::release_thread_cache_locked(ThreadCache* cache) {
+    {
+        std::lock_guard<std::mutex> lock(cache->mu);
+        flush_cache_locked(cache);
+    }
+    std::lock_guard<std::mutex> lock(caches_mu_);
+    tiny_allocs_folded_ += cache->tiny_allocs.load(std::memory_order_relaxed);
+    if (cache->registry_prev != nullptr) cache->registry_prev->registry_next = cache->registry_next;
+    else caches_ = cache->registry_next;
+    if (cache->registry_next != nullptr) cache->registry_next->registry_prev = cache->registry_prev;
+    cache_pool_.destroy(cache);
+}
+
+bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
+    Span* span = arena_index_.span_of(addr);
+    if (span == nullptr || addr >= span->limit()) return false;  // free page, or a span's tail
+    const std::uint32_t index = span->object_index(addr);
+    if (!span->is_allocated(index)) return false;
+    out = {span, index, span->object_base(index)};
+    return true;
+}
+
+std::size_t Heap::release_free_pages() {
+    std::lock_guard<std::mutex> lock(pages_.mutex());
+    return pages_.release_locked(~std::size_t{0});
+}
+
+SlowCounts Heap::count_slow() {
+    AllocatorLock lock(*this);
+    SlowCounts counts;
+    arena_index_.for_each_arena([&](const ArenaMeta& meta) {
+        for (std::size_t p = 0; p < kPagesPerArena; ++p) {
+            const Span* span = meta.spans[p].load(std::memory_order_relaxed);
+            if (span == nullptr || span->base != meta.base + p * kPageSize) continue;  // first page only
+            const std::uint32_t live = span->alloc_count.load(std::memory_order_relaxed);
+            counts.alloc_bytes += std::uint64_t{live} * span->elem_size;
+            counts.objects += live;
+            counts.inuse_bytes += span->npages * kPageSize;
+            counts.live_by_class[span->size_class] += live;
+            ++counts.spans;
+        }
+    });
+    return counts;
+}
+
+const char* Heap::verify() {
+    AllocatorLock lock(*this);
+    if (const char* problem = pages_.verify_locked()) return problem;
+    for (const Central& central : centrals_) {
+        if (const char* problem = central.verify_locked()) return problem;
+    }
+    for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) {
+        for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) {
+            const Span* span = c->spans[spc];
+            if (span == nullptr) return "null span in a thread cache (T1)";
+            if (span == &empty_span_) continue;
+            if (span->home != SpanHome::kThreadCache || span->span_class != spc) return "misfiled cached span (T2)";
+            if (const char* problem = span->verify()) return problem;
+        }
+        if (c->tiny_offset > kTinySize) return "tiny offset past its block (T3)";
+    }
+    const char* problem = nullptr;
+    large_spans_.for_each([&](const Span* s) {
+        if (s->home != SpanHome::kLarge || !s->is_large() || s->alloc_count.load(std::memory_order_relaxed) != 1)
+            problem = "bad large span";
+    });
+    return problem;
+}
+
+Heap& default_heap() {
+    static Heap* const heap = new Heap();
+    return *heap;
+}
+
+}  // namespace gcheap::detail

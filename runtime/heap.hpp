@@ -1,0 +1,156 @@
+// Heap: owns every component of one garbage-collected heap. There are no
+// hidden globals in the core: tests build fresh heaps, and the process-wide
+// default heap (default_heap()) is one instance of this class.
+//
+// Components and who calls whom (docs/design.md has the full picture):
+//
+//   alloc() fast path (allocator.hpp)  -> ThreadCache (no lock)
+//     slow path (allocator.cpp)        -> Central -> PageHeap -> ArenaIndex, OsMemory
+//   read_mem_stats() (mem_stats.cpp)   -> every lock, in lock order
+//
+// Lock order, outermost first:
+//   lifecycle_mutex -> caches_mu_ -> ThreadCache::mu -> Central::mutex -> PageHeap::mutex
+// A thread holds at most its own ThreadCache::mu on the allocation slow path;
+// only AllocatorLock (stats, verification) holds several caches' locks, and
+// it takes them in registry order while holding caches_mu_.
+#pragma once
+
+#include "runtime/arena.hpp"
+#include "runtime/central.hpp"
+#include "runtime/fixalloc.hpp"
+#include "runtime/os_memory.hpp"
+#include "runtime/page_heap.hpp"
+#include "runtime/size_classes.hpp"
+#include "runtime/span.hpp"
+#include "runtime/thread_cache.hpp"
+
+#include <gcheap/mem_stats.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+namespace gcheap::detail {
+
+/// The largest request gcheap accepts; anything larger throws std::bad_alloc
+/// before any arithmetic can overflow.
+inline constexpr std::size_t kMaxAllocSize = std::size_t{1} << 46;
+
+/// What a conservative lookup finds at an address.
+struct ObjectRef {
+    Span* span = nullptr;
+    std::uint32_t index = 0;
+    std::uintptr_t base = 0;
+};
+
+/// A slow recount of the heap by walking every span, for cross-checking the
+/// counters (Go's ReadMemStatsSlow).
+struct SlowCounts {
+    std::uint64_t alloc_bytes = 0;   // sum over in-use spans of allocated slots * slot size
+    std::uint64_t objects = 0;       // allocated slots (tiny blocks count once)
+    std::uint64_t inuse_bytes = 0;   // pages of in-use spans
+    std::uint64_t spans = 0;
+    std::array<std::uint64_t, kNumSizeClasses> live_by_class{};  // allocated slots per size class
+};
+
+class Heap {
+public:
+    Heap();
+    Heap(const Heap&) = delete;
+    Heap& operator=(const Heap&) = delete;
+    /// Destroys the heap and unmaps its memory. No thread may use it any more.
+    ~Heap();
+
+    /// Zeroed memory for `size` bytes; scanned unless `noscan`. Throws std::bad_alloc.
+    inline void* alloc(std::size_t size, bool noscan);
+    /// As alloc(), aligned to `alignment` (a power of two, at most kPageSize).
+    void* alloc_aligned(std::size_t size, std::size_t alignment, bool noscan);
+
+    MemStats read_mem_stats();
+    SlowCounts count_slow();
+    /// Checks every structure's invariants; nullptr or the first violation.
+    const char* verify();
+
+    /// The allocated object containing `addr` (interior pointers included);
+    /// false for addresses outside the heap, in free pages or in free slots.
+    bool find_object(std::uintptr_t addr, ObjectRef& out) const;
+
+    /// Returns the calling thread's cached spans to the central lists.
+    void flush_current_thread_cache();
+
+    /// Releases every resident free page to the OS; returns bytes released.
+    std::size_t release_free_pages();
+
+    std::uint64_t id() const { return id_; }
+    const ArenaIndex& arena_index() const { return arena_index_; }
+    OsMemory& os_memory() { return os_; }
+
+    /// Called at thread exit, with lifecycle_mutex() held.
+    void release_thread_cache_locked(ThreadCache* cache);
+
+private:
+    class AllocatorLock;
+
+    inline void* alloc_small(ThreadCache* cache, std::size_t spc);
+    inline void* alloc_tiny(ThreadCache* cache, std::size_t size);
+    ThreadCache* cache_for_current_thread();
+    void* alloc_small_slow(ThreadCache* cache, std::size_t spc);
+    void* alloc_tiny_slow(ThreadCache* cache, std::size_t size);
+    void* alloc_large(std::size_t size, bool noscan);
+    void* alloc_zero_size() { return zero_base_; }
+    Span* refill_cache_locked(ThreadCache* cache, std::size_t spc);
+    void flush_cache_locked(ThreadCache* cache);
+
+    const std::uint64_t id_;
+    OsMemory os_;
+    ArenaIndex arena_index_;
+    PageHeap pages_;
+    std::array<Central, kNumSpanClasses> centrals_;
+    Span empty_span_;  // (T1): shared by every cache slot without a span
+
+    std::mutex caches_mu_;
+    ThreadCache* caches_ = nullptr;          // registry, guarded by caches_mu_
+    FixAlloc<ThreadCache> cache_pool_;       // guarded by caches_mu_
+    std::uint64_t tiny_allocs_folded_ = 0;   // guarded by caches_mu_
+
+    // Large objects, guarded by the page heap lock.
+    SpanList large_spans_;
+    std::uint64_t large_alloc_bytes_ = 0;
+    std::uint64_t large_alloc_count_ = 0;
+    std::uint64_t large_free_bytes_ = 0;
+    std::uint64_t large_free_count_ = 0;
+
+    alignas(16) unsigned char zero_base_[16] = {};
+};
+
+// Holds every allocator lock in lock order, so that nothing but fast-path
+// allocations on already-cached spans can change while it lives.
+class Heap::AllocatorLock {
+public:
+    explicit AllocatorLock(Heap& heap) : heap_(heap) {
+        heap_.caches_mu_.lock();
+        for (ThreadCache* c = heap_.caches_; c != nullptr; c = c->registry_next) c->mu.lock();
+        for (Central& central : heap_.centrals_) central.mutex().lock();
+        heap_.pages_.mutex().lock();
+    }
+    ~AllocatorLock() {
+        heap_.pages_.mutex().unlock();
+        for (Central& central : heap_.centrals_) central.mutex().unlock();
+        for (ThreadCache* c = heap_.caches_; c != nullptr; c = c->registry_next) c->mu.unlock();
+        heap_.caches_mu_.unlock();
+    }
+    AllocatorLock(const AllocatorLock&) = delete;
+    AllocatorLock& operator=(const AllocatorLock&) = delete;
+
+private:
+    Heap& heap_;
+};
+
+/// The process-wide heap behind the public gcheap:: functions. Created on
+/// first use; never destroyed, so that it outlives every thread and static.
+Heap& default_heap();
+
+}  // namespace gcheap::detail
+
+#include "runtime/allocator.hpp"

@@ -1,0 +1,80 @@
+// Linux implementation of the OS memory seam (see os_memory.hpp).
+#include "runtime/os_memory.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace gcheap::detail {
+
+namespace {
+
+void* map_anonymous(void* addr, std::size_t size, int prot, int extra_flags) {
+    void* p = ::mmap(addr, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+std::size_t OsMemory::os_page_size() {
+    static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    return size;
+}
+
+bool OsMemory::should_fail(OsCall kind) {
+    auto& countdown = fail_countdown_[static_cast<int>(kind)];
+    std::uint64_t n = countdown.load(std::memory_order_relaxed);
+    while (n != 0) {
+        if (countdown.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return n == 1;
+    }
+    return false;
+}
+
+void OsMemory::fail_after_for_testing(OsCall kind, std::uint64_t nth) {
+    fail_countdown_[static_cast<int>(kind)].store(nth, std::memory_order_relaxed);
+}
+
+void* OsMemory::reserve(std::size_t size, std::size_t alignment, std::uintptr_t hint) {
+    if (should_fail(OsCall::kReserve)) return nullptr;
+    constexpr int kReserveFlags = MAP_NORESERVE;
+    if (hint != 0 && hint % alignment == 0) {
+        // MAP_FIXED_NOREPLACE: take the hint only if nothing lives there.
+        void* p = map_anonymous(reinterpret_cast<void*>(hint), size, PROT_NONE, kReserveFlags | MAP_FIXED_NOREPLACE);
+        if (p == reinterpret_cast<void*>(hint)) return p;
+        if (p != nullptr) ::munmap(p, size);  // kernels before 4.17 treat the flag as a hint
+    }
+    // Over-reserve and trim to get the alignment.
+    const std::size_t padded = size + alignment;
+    if (padded < size) return nullptr;
+    void* raw = map_anonymous(nullptr, padded, PROT_NONE, kReserveFlags);
+    if (raw == nullptr) return nullptr;
+    const auto start = reinterpret_cast<std::uintptr_t>(raw);
+    const std::uintptr_t aligned = (start + alignment - 1) & ~(alignment - 1);
+    if (aligned > start) ::munmap(raw, aligned - start);
+    const std::uintptr_t tail = start + padded - (aligned + size);
+    if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + size), tail);
+    return reinterpret_cast<void*>(aligned);
+}
+
+bool OsMemory::commit(void* addr, std::size_t size) {
+    if (should_fail(OsCall::kCommit)) return false;
+    return ::mprotect(addr, size, PROT_READ | PROT_WRITE) == 0;
+}
+
+bool OsMemory::release(void* addr, std::size_t size) {
+    if (should_fail(OsCall::kRelease) || ::madvise(addr, size, MADV_DONTNEED) != 0) {
+        release_failures_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+void OsMemory::unmap(void* addr, std::size_t size) { ::munmap(addr, size); }
+
+void* OsMemory::map_metadata(std::size_t size) {
+    if (should_fail(OsCall::kMapMetadata)) return nullptr;
+    return map_anonymous(nullptr, size, PROT_READ | PROT_WRITE, 0);
+}
+
+}  // namespace gcheap::detail

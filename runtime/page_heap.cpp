@@ -1,0 +1,258 @@
+// Page heap: see page_heap.hpp for the policy, counters and invariants.
+#include "runtime/page_heap.hpp"
+
+#include <cstring>
+
+namespace gcheap::detail {
+
+namespace {
+
+// Go places the heap at 0x00c000000000 and up on linux/amd64: addresses that
+// small integers and text rarely look like, which keeps conservative scanning
+// precise. Sanitizers own that part of the address space, so we let the
+// kernel choose there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr std::uintptr_t kFirstArenaHint = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr std::uintptr_t kFirstArenaHint = 0;
+#else
+constexpr std::uintptr_t kFirstArenaHint = 0x00c000000000;
+#endif
+#else
+constexpr std::uintptr_t kFirstArenaHint = 0x00c000000000;
+#endif
+
+constexpr std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+void DirtyPages::add(std::uintptr_t addr, std::size_t bytes) {
+    if (count > 0 && ranges[count - 1].first + ranges[count - 1].second == addr) {
+        ranges[count - 1].second += bytes;
+    } else if (count < kMaxRanges) {
+        ranges[count++] = {addr, bytes};
+    } else {
+        overflow = true;
+    }
+}
+
+void DirtyPages::zero(std::uintptr_t base, std::size_t bytes) const {
+    if (overflow) {
+        std::memset(reinterpret_cast<void*>(base), 0, bytes);
+        return;
+    }
+    for (std::size_t i = 0; i < count; ++i) std::memset(reinterpret_cast<void*>(ranges[i].first), 0, ranges[i].second);
+}
+
+PageHeap::PageHeap(OsMemory& os, ArenaIndex& index)
+    : os_(os),
+      index_(index),
+      span_pool_(os),
+      free_by_addr_(MeteredAllocator<std::pair<const std::uintptr_t, std::size_t>>(&container_bytes_)),
+      free_by_size_(MeteredAllocator<Run>(&container_bytes_)),
+      reservations_(MeteredAllocator<std::pair<std::uintptr_t, std::size_t>>(&container_bytes_)),
+      next_hint_(kFirstArenaHint) {}
+
+PageHeap::~PageHeap() {
+    for (const auto& [base, bytes] : reservations_) os_.unmap(reinterpret_cast<void*>(base), bytes);
+}
+
+Span* PageHeap::alloc_span_locked(std::size_t npages, std::size_t spc, bool noscan, DirtyPages& dirty) {
+    auto it = free_by_size_.lower_bound(Run{npages, 0});
+    if (it == free_by_size_.end()) {
+        if (!grow_locked(npages)) return nullptr;
+        it = free_by_size_.lower_bound(Run{npages, 0});
+        if (it == free_by_size_.end()) return nullptr;
+    }
+    Span* span = span_pool_.create();
+    if (span == nullptr) return nullptr;
+
+    const auto [run_pages, run_base] = *it;
+    erase_free_run_locked(run_base, run_pages);
+    if (run_pages > npages) insert_free_run_locked(run_base + npages * kPageSize, run_pages - npages);
+
+    const std::size_t released_pages = claim_pages_locked(run_base, npages, dirty);
+    heap_released_ -= released_pages * kPageSize;
+    heap_free_ -= (npages - released_pages) * kPageSize;
+    heap_inuse_ += npages * kPageSize;
+
+    span->init(run_base, npages, spc, noscan);
+    span->needzero = dirty.any();
+    index_.set_pages_locked(run_base, npages, span);
+    return span;
+}
+
+void PageHeap::free_span_locked(Span* span) {
+    index_.set_pages_locked(span->base, span->npages, nullptr);
+    heap_inuse_ -= span->npages * kPageSize;
+    heap_free_ += span->npages * kPageSize;
+    insert_free_run_locked(span->base, span->npages);
+    span->state = SpanState::kDead;
+    span_pool_.destroy(span);
+}
+
+std::size_t PageHeap::claim_pages_locked(std::uintptr_t base, std::size_t npages, DirtyPages& dirty) {
+    std::size_t released = 0;
+    std::uintptr_t addr = base;
+    for (std::size_t i = 0; i < npages; ++i, addr += kPageSize) {
+        ArenaMeta* meta = index_.arena_of(addr);
+        const std::size_t page = ArenaMeta::page_of(addr);
+        if (meta->is_released(page)) {
+            ++released;
+            meta->set_released(page, false);
+        } else {
+            dirty.add(addr, kPageSize);
+        }
+    }
+    return released;
+}
+
+void PageHeap::set_released_locked(std::uintptr_t base, std::size_t npages, bool released) {
+    std::uintptr_t addr = base;
+    for (std::size_t i = 0; i < npages; ++i, addr += kPageSize) {
+        index_.arena_of(addr)->set_released(ArenaMeta::page_of(addr), released);
+    }
+}
+
+void PageHeap::insert_free_run_locked(std::uintptr_t base, std::size_t npages) {
+    // Coalesce with the runs just below and just above.
+    auto above = free_by_addr_.find(base + npages * kPageSize);
+    if (above != free_by_addr_.end()) {
+        const std::size_t above_pages = above->second;
+        erase_free_run_locked(above->first, above_pages);
+        npages += above_pages;
+    }
+    auto below = free_by_addr_.lower_bound(base);
+    if (below != free_by_addr_.begin()) {
+        --below;
+        if (below->first + below->second * kPageSize == base) {
+            const std::uintptr_t below_base = below->first;
+            const std::size_t below_pages = below->second;
+            erase_free_run_locked(below_base, below_pages);
+            base = below_base;
+            npages += below_pages;
+        }
+    }
+    free_by_addr_.emplace(base, npages);
+    free_by_size_.emplace(npages, base);
+}
+
+void PageHeap::erase_free_run_locked(std::uintptr_t base, std::size_t npages) {
+    free_by_addr_.erase(base);
+    free_by_size_.erase(Run{npages, base});
+}
+
+bool PageHeap::reserve_locked(std::size_t bytes, bool& contiguous) {
+    const std::size_t size = round_up(bytes, kArenaSize);
+    if (size < bytes) return false;
+    void* memory = os_.reserve(size, kArenaSize, next_hint_);
+    if (memory == nullptr) return false;
+    const auto base = reinterpret_cast<std::uintptr_t>(memory);
+    if (next_hint_ != 0) next_hint_ = base == next_hint_ ? base + size : 0;  // stop hinting once refused
+    reservations_.emplace_back(base, size);
+    for (std::uintptr_t arena = base; arena < base + size; arena += kArenaSize) {
+        // On failure, arenas already indexed stay so: they remain reserved (A1).
+        if (index_.add_arena_locked(arena) == nullptr) return false;
+    }
+    contiguous = commit_cursor_ != 0 && base == reserve_end_;
+    if (!contiguous) commit_cursor_ = base;  // the old reservation's tail stays unused
+    reserve_end_ = base + size;
+    return true;
+}
+
+bool PageHeap::grow_locked(std::size_t npages) {
+    if (npages > (std::size_t{1} << kAddressBits) / kPageSize) return false;
+    const std::size_t full_bytes = round_up(npages * kPageSize, kGrowBytes);
+    // A free run ending at the commit cursor will coalesce with the new pages.
+    std::size_t tail_pages = 0;
+    if (!free_by_addr_.empty()) {
+        const auto& [last_base, last_pages] = *free_by_addr_.rbegin();
+        if (last_base + last_pages * kPageSize == commit_cursor_) tail_pages = last_pages;
+    }
+    std::size_t bytes = round_up((npages - std::min(tail_pages, npages)) * kPageSize, kGrowBytes);
+    if (commit_cursor_ == 0 || commit_cursor_ + bytes > reserve_end_) {
+        bool contiguous = false;
+        if (!reserve_locked(full_bytes, contiguous)) return false;
+        if (!contiguous) bytes = full_bytes;
+    }
+    if (!os_.commit(reinterpret_cast<void*>(commit_cursor_), bytes)) return false;
+    const std::uintptr_t base = commit_cursor_;
+    commit_cursor_ += bytes;
+    committed_ += bytes;
+    const std::size_t pages = bytes / kPageSize;
+    set_released_locked(base, pages, true);
+    heap_released_ += bytes;
+    insert_free_run_locked(base, pages);
+    return true;
+}
+
+bool PageHeap::is_released_locked(std::uintptr_t page) const {
+    return index_.arena_of(page)->is_released(ArenaMeta::page_of(page));
+}
+
+std::size_t PageHeap::release_locked(std::size_t bytes) {
+    std::size_t released = 0;
+    for (auto it = free_by_addr_.rbegin(); it != free_by_addr_.rend() && released < bytes; ++it) {
+        const std::uintptr_t run_base = it->first;
+        std::uintptr_t addr = run_base + it->second * kPageSize;
+        // Walk the run from its top, releasing maximal stretches of resident pages.
+        while (addr > run_base && released < bytes) {
+            while (addr > run_base && is_released_locked(addr - kPageSize)) addr -= kPageSize;
+            if (addr == run_base) break;
+            const std::uintptr_t stretch_end = addr;
+            while (addr > run_base && !is_released_locked(addr - kPageSize) && stretch_end - addr < bytes - released) {
+                addr -= kPageSize;
+            }
+            const std::size_t stretch = stretch_end - addr;
+            if (!os_.release(reinterpret_cast<void*>(addr), stretch)) return released;  // counted by OsMemory
+            set_released_locked(addr, stretch / kPageSize, true);
+            heap_free_ -= stretch;
+            heap_released_ += stretch;
+            released += stretch;
+        }
+    }
+    return released;
+}
+
+const char* PageHeap::verify_locked() const {
+    if (heap_inuse_ + heap_free_ + heap_released_ != committed_) return "inuse + free + released != committed (P1)";
+    if (free_by_addr_.size() != free_by_size_.size()) return "free-run indexes differ (P4)";
+    std::uintptr_t previous_end = 0;
+    std::uint64_t free_bytes = 0;
+    std::uint64_t released_bytes = 0;
+    for (const auto& [base, npages] : free_by_addr_) {
+        if (free_by_size_.count(Run{npages, base}) != 1) return "free run missing from the size index (P4)";
+        if (base == previous_end) return "adjacent free runs were not coalesced (P2)";
+        if (base < previous_end) return "free runs overlap (P2)";
+        previous_end = base + npages * kPageSize;
+        for (std::uintptr_t addr = base; addr < previous_end; addr += kPageSize) {
+            const ArenaMeta* meta = index_.arena_of(addr);
+            if (meta == nullptr) return "free run outside every arena (P2)";
+            if (meta->spans[ArenaMeta::page_of(addr)].load(std::memory_order_relaxed) != nullptr)
+                return "free page mapped to a span (A2)";
+            if (meta->is_released(ArenaMeta::page_of(addr))) released_bytes += kPageSize;
+            else free_bytes += kPageSize;
+        }
+    }
+    if (released_bytes != heap_released_) return "heap_released differs from released page bits (P3)";
+    if (free_bytes != heap_free_) return "heap_free differs from resident free pages";
+    std::uint64_t mapped_pages = 0;
+    const char* problem = nullptr;
+    index_.for_each_arena([&](const ArenaMeta& meta) {
+        for (std::size_t p = 0; p < kPagesPerArena; ++p) {
+            const Span* span = meta.spans[p].load(std::memory_order_relaxed);
+            if (span == nullptr) continue;
+            ++mapped_pages;
+            if (span->state != SpanState::kInUse) problem = "page mapped to a dead span (A2)";
+            if (meta.is_released(p)) problem = "released bit on an in-use page (A3)";
+            const std::uintptr_t addr = meta.base + p * kPageSize;
+            if (addr < span->base || addr >= span->end()) problem = "page mapped to a span not covering it (A2)";
+        }
+    });
+    if (problem != nullptr) return problem;
+    if (mapped_pages * kPageSize != heap_inuse_) return "heap_inuse differs from pages mapped to spans";
+    return nullptr;
+}
+
+}  // namespace gcheap::detail

@@ -1,0 +1,77 @@
+// ThreadCache: a thread's private spans, one per span class, and its tiny
+// block (Go's mcache).
+//
+// The allocation fast path (allocator.hpp) reads the calling thread's cache
+// through a trivially-initialised thread_local slot keyed by heap id, and
+// touches only the cache and its spans: no lock, no shared write.
+//
+// Invariants:
+//   (T1) spans[c] is never null: a class with no span points at the heap's
+//        shared empty span, which has no free slot, so the fast path needs no
+//        null check and simply falls through to the slow path;
+//   (T2) every non-empty spans[c] has home == kThreadCache and is in no list;
+//   (T3) tiny != 0 implies [tiny, tiny + 16) is a class-2 noscan slot of this
+//        heap and tiny_offset <= 16.
+// Locking: the owner thread runs its slow path holding mutex(); readers
+// (read_mem_stats, thread exit, the collector) hold it to see a stable set of
+// spans. The fast path mutates only span allocation state the owner holds, and
+// counters that are relaxed atomics.
+#pragma once
+
+#include "runtime/size_classes.hpp"
+#include "runtime/span.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+namespace gcheap::detail {
+
+class Heap;
+struct CacheBinding;
+
+struct ThreadCache {
+    explicit ThreadCache(Span* empty) { spans.fill(empty); }
+
+    std::array<Span*, kNumSpanClasses> spans;
+    std::uintptr_t tiny = 0;
+    std::size_t tiny_offset = 0;
+    std::atomic<std::uint64_t> tiny_allocs{0};  // tiny objects packed since the last fold
+
+    std::mutex mu;
+    ThreadCache* registry_next = nullptr;
+    ThreadCache* registry_prev = nullptr;
+    CacheBinding* binding = nullptr;  // the owner thread's link back to this cache
+};
+
+/// The fast path's view of "this thread's cache": trivially initialised, so
+/// the compiler emits a plain TLS load with no guard or wrapper call.
+struct ThreadCacheSlot {
+    std::uint64_t heap_id;
+    ThreadCache* cache;
+};
+inline thread_local ThreadCacheSlot tls_cache_slot = {0, nullptr};
+
+/// Links a thread to one heap's cache, so that a thread exit returns the cache
+/// and a heap destruction forgets the thread. Owned by the thread; guarded by
+/// lifecycle_mutex().
+struct CacheBinding {
+    Heap* heap;  // nullptr once the heap is gone
+    ThreadCache* cache;
+    CacheBinding* next;
+};
+
+/// Serialises thread exit against heap destruction. Process-wide because a
+/// thread's bindings outlive any one heap; it guards no heap state.
+std::mutex& lifecycle_mutex();
+
+/// Records that the calling thread uses `heap` (binding->cache is filled in
+/// by the caller) and arranges for heap.release_thread_cache_locked() at
+/// thread exit. Caller holds lifecycle_mutex(). Throws std::bad_alloc.
+CacheBinding* bind_current_thread_locked(Heap& heap);
+
+/// The calling thread's binding to `heap`, or nullptr. Caller holds lifecycle_mutex().
+CacheBinding* find_current_thread_binding_locked(const Heap& heap);
+
+}  // namespace gcheap::detail
