@@ -16,7 +16,7 @@
 namespace gcheap::detail {
 
 [[gnu::noinline]] void* Heap::alloc_small_slow(ThreadCache* cache, std::size_t spc) {
-    std::lock_guard<std::mutex> lock(cache->mu);
+    SharedGate gate(gate_);
     Span* span = cache->spans[spc];
     std::uint32_t index = span->next_free_index();
     if (index == span->nelems) {
@@ -56,6 +56,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     DirtyPages dirty;
     Span* span = nullptr;
     {
+        SharedGate gate(gate_);
         std::lock_guard<std::mutex> lock(pages_.mutex());
         span = pages_.alloc_span_locked(npages, span_class(0, noscan), noscan, dirty);
         if (span == nullptr) throw std::bad_alloc();

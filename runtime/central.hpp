@@ -14,8 +14,8 @@
 //   (C1) every span on `partial` has a free slot; every span on `full` has none;
 //   (C2) every span here has home kCentralPartial/kCentralFull matching its list
 //        and span_class == this central's class.
-// Locking: mutex() guards the lists and counters. Lock order: thread cache ->
-// central -> page heap.
+// Locking: mutex() guards the lists and counters; callers also hold the
+// allocator gate shared (gate.hpp). Lock order: gate -> central -> page heap.
 #pragma once
 
 #include "runtime/page_heap.hpp"

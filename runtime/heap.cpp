@@ -40,6 +40,7 @@ ThreadCache* Heap::cache_for_current_thread() {
     CacheBinding* binding = find_current_thread_binding_locked(*this);
     if (binding == nullptr) binding = bind_current_thread_locked(*this);
     if (binding->cache == nullptr) {
+        SharedGate gate(gate_);
         std::lock_guard<std::mutex> lock(caches_mu_);
         ThreadCache* cache = cache_pool_.create(&empty_span_);
         if (cache == nullptr) throw std::bad_alloc();
@@ -67,16 +68,13 @@ void Heap::flush_cache_locked(ThreadCache* cache) {
 
 void Heap::flush_current_thread_cache() {
     if (tls_cache_slot.heap_id != id_) return;
-    ThreadCache* cache = tls_cache_slot.cache;
-    std::lock_guard<std::mutex> lock(cache->mu);
-    flush_cache_locked(cache);
+    SharedGate gate(gate_);
+    flush_cache_locked(tls_cache_slot.cache);
 }
 
 void Heap::release_thread_cache_locked(ThreadCache* cache) {
-    {
-        std::lock_guard<std::mutex> lock(cache->mu);
-        flush_cache_locked(cache);
-    }
+    SharedGate gate(gate_);
+    flush_cache_locked(cache);
     std::lock_guard<std::mutex> lock(caches_mu_);
     tiny_allocs_folded_ += cache->tiny_allocs.load(std::memory_order_relaxed);
     if (cache->registry_prev != nullptr) cache->registry_prev->registry_next = cache->registry_next;
@@ -95,6 +93,7 @@ bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
 }
 
 std::size_t Heap::release_free_pages() {
+    SharedGate gate(gate_);
     std::lock_guard<std::mutex> lock(pages_.mutex());
     return pages_.release_locked(~std::size_t{0});
 }

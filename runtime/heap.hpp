@@ -9,15 +9,15 @@
 //   read_mem_stats() (mem_stats.cpp)   -> every lock, in lock order
 //
 // Lock order, outermost first:
-//   lifecycle_mutex -> caches_mu_ -> ThreadCache::mu -> Central::mutex -> PageHeap::mutex
-// A thread holds at most its own ThreadCache::mu on the allocation slow path;
-// only AllocatorLock (stats, verification) holds several caches' locks, and
-// it takes them in registry order while holding caches_mu_.
+//   lifecycle_mutex -> gate_ -> caches_mu_ -> Central::mutex -> PageHeap::mutex
+// Slow paths pass gate_ shared (gate.hpp); whole-heap readers (stats,
+// verification) close it exclusively through AllocatorLock.
 #pragma once
 
 #include "runtime/arena.hpp"
 #include "runtime/central.hpp"
 #include "runtime/fixalloc.hpp"
+#include "runtime/gate.hpp"
 #include "runtime/os_memory.hpp"
 #include "runtime/page_heap.hpp"
 #include "runtime/size_classes.hpp"
@@ -109,6 +109,7 @@ private:
     std::array<Central, kNumSpanClasses> centrals_;
     Span empty_span_;  // (T1): shared by every cache slot without a span
 
+    AllocatorGate gate_;
     std::mutex caches_mu_;
     ThreadCache* caches_ = nullptr;          // registry, guarded by caches_mu_
     FixAlloc<ThreadCache> cache_pool_;       // guarded by caches_mu_
@@ -124,27 +125,36 @@ private:
     alignas(16) unsigned char zero_base_[16] = {};
 };
 
-// Holds every allocator lock in lock order, so that nothing but fast-path
-// allocations on already-cached spans can change while it lives.
+// Closes the allocator gate and holds the page heap lock: nothing but
+// fast-path allocations on already-cached spans can change while it lives,
+// and the thread-cache registry, central lists and page heap are stable.
 class Heap::AllocatorLock {
 public:
     explicit AllocatorLock(Heap& heap) : heap_(heap) {
-        heap_.caches_mu_.lock();
-        for (ThreadCache* c = heap_.caches_; c != nullptr; c = c->registry_next) c->mu.lock();
-        for (Central& central : heap_.centrals_) central.mutex().lock();
+        heap_.gate_.lock();
         heap_.pages_.mutex().lock();
     }
     ~AllocatorLock() {
         heap_.pages_.mutex().unlock();
-        for (Central& central : heap_.centrals_) central.mutex().unlock();
-        for (ThreadCache* c = heap_.caches_; c != nullptr; c = c->registry_next) c->mu.unlock();
-        heap_.caches_mu_.unlock();
+        heap_.gate_.unlock();
     }
     AllocatorLock(const AllocatorLock&) = delete;
     AllocatorLock& operator=(const AllocatorLock&) = delete;
 
 private:
     Heap& heap_;
+};
+
+/// Passes the allocator gate shared for the duration of a slow path.
+class SharedGate {
+public:
+    explicit SharedGate(AllocatorGate& gate) : gate_(gate) { gate_.lock_shared(); }
+    ~SharedGate() { gate_.unlock_shared(); }
+    SharedGate(const SharedGate&) = delete;
+    SharedGate& operator=(const SharedGate&) = delete;
+
+private:
+    AllocatorGate& gate_;
 };
 
 /// The process-wide heap behind the public gcheap:: functions. Created on

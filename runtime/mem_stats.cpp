@@ -1,6 +1,6 @@
 // read_mem_stats(): Go's MemStats from the heap's counters (mstats.go).
 //
-// Sources, all read while AllocatorLock holds every allocator lock:
+// Sources, all read while AllocatorLock holds the allocator gate closed:
 //   small objects  Central::allocs (spans returned by caches) plus, for spans
 //                  cached right now, alloc_count - alloc_count_at_cache;
 //   tiny objects   folded counts of exited threads plus each cache's counter;
@@ -9,7 +9,7 @@
 //   pages          PageHeap's inuse/free/released counters;
 //   metadata       FixAlloc pools (spans, caches), arena metadata, containers.
 //
-// Consistency: with every lock held, only fast-path allocations on spans
+// Consistency: with the gate closed, only fast-path allocations on spans
 // already cached can proceed. Each cached span's count is read once, so every
 // figure below is derived from the same values and Go's identities hold
 // exactly; every allocation that happens-before the call is included.

@@ -12,10 +12,10 @@
 //   (T2) every non-empty spans[c] has home == kThreadCache and is in no list;
 //   (T3) tiny != 0 implies [tiny, tiny + 16) is a class-2 noscan slot of this
 //        heap and tiny_offset <= 16.
-// Locking: the owner thread runs its slow path holding mutex(); readers
-// (read_mem_stats, thread exit, the collector) hold it to see a stable set of
-// spans. The fast path mutates only span allocation state the owner holds, and
-// counters that are relaxed atomics.
+// Locking: only the owner thread changes its cache, on its slow path, which
+// passes the allocator gate shared (gate.hpp); readers close the gate to see
+// a stable set of spans. The fast path mutates only span allocation state the
+// owner holds, and counters that are relaxed atomics.
 #pragma once
 
 #include "runtime/size_classes.hpp"
@@ -39,7 +39,6 @@ struct ThreadCache {
     std::size_t tiny_offset = 0;
     std::atomic<std::uint64_t> tiny_allocs{0};  // tiny objects packed since the last fold
 
-    std::mutex mu;
     ThreadCache* registry_next = nullptr;
     ThreadCache* registry_prev = nullptr;
     CacheBinding* binding = nullptr;  // the owner thread's link back to this cache
