@@ -92,6 +92,16 @@ bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
     return true;
 }
 
+PageState Heap::page_state(std::uintptr_t addr) {
+    std::lock_guard<std::mutex> lock(pages_.mutex());
+    ArenaMeta* meta = arena_index_.arena_of(addr);
+    if (meta == nullptr) return PageState::kOutside;
+    const std::size_t page = ArenaMeta::page_of(addr);
+    if (meta->spans[page].load(std::memory_order_relaxed) != nullptr) return PageState::kInUse;
+    if (meta->is_released(page)) return PageState::kReleased;
+    return pages_.is_committed_free_locked(addr) ? PageState::kFree : PageState::kOutside;
+}
+
 std::size_t Heap::release_free_pages() {
     SharedGate gate(gate_);
     std::lock_guard<std::mutex> lock(pages_.mutex());

@@ -37,6 +37,10 @@ namespace gcheap::detail {
 /// before any arithmetic can overflow.
 inline constexpr std::size_t kMaxAllocSize = std::size_t{1} << 46;
 
+/// The state of the page holding an address: the page-level view of Go's
+/// span states (free pages have no span descriptor here; see span.hpp).
+enum class PageState : std::uint8_t { kOutside, kInUse, kFree, kReleased };
+
 /// What a conservative lookup finds at an address.
 struct ObjectRef {
     Span* span = nullptr;
@@ -75,6 +79,9 @@ public:
     /// The allocated object containing `addr` (interior pointers included);
     /// false for addresses outside the heap, in free pages or in free slots.
     bool find_object(std::uintptr_t addr, ObjectRef& out) const;
+
+    /// In use, free (resident), released, or outside this heap's committed memory.
+    PageState page_state(std::uintptr_t addr);
 
     /// Returns the calling thread's cached spans to the central lists.
     void flush_current_thread_cache();

@@ -108,6 +108,14 @@ public:
     std::size_t other_sys_bytes_locked() const { return container_bytes_; }
     std::size_t free_run_count_locked() const { return free_by_addr_.size(); }
 
+    /// Whether `addr` lies in a free run (resident or released).
+    bool is_committed_free_locked(std::uintptr_t addr) const {
+        auto it = free_by_addr_.upper_bound(addr);
+        if (it == free_by_addr_.begin()) return false;
+        --it;
+        return addr < it->first + it->second * kPageSize;
+    }
+
     /// Visits free runs in address order: f(base, npages).
     template <class F>
     void for_each_free_run_locked(F&& f) const {

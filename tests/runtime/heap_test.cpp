@@ -298,3 +298,13 @@ TEST_CASE("public API: alloc, alloc_noscan and make use the default heap", "[hea
     CHECK(gcheap::alloc(0) == gcheap::alloc_noscan(0));
     CHECK_THROWS_AS(gcheap::alloc(~std::size_t{0}), std::bad_alloc);
 }
+
+TEST_CASE("heap: page states follow allocation and release", "[heap]") {
+    Heap heap;
+    int local = 0;
+    CHECK(heap.page_state(addr(&local)) == PageState::kOutside);
+    void* p = heap.alloc(100, false);
+    CHECK(heap.page_state(addr(p)) == PageState::kInUse);
+    // The rest of the first 4 MiB was committed but never touched: released.
+    CHECK(heap.page_state(addr(p) + 64 * kPageSize) == PageState::kReleased);
+}
