@@ -1,46 +1,99 @@
 // Allocation slow paths, a ladder of named steps (Go's mallocgc slow cases,
-// nextFree, mcache.refill, largeAlloc):
+// nextFree, mcache.refill, mcentral.cacheSpan, largeAlloc):
 //
-//   small: current span's next free index -> return span to central, take a
-//          partial span -> fresh span from the page heap -> grow the heap
+//   small: pacer check -> the cached span's next free index -> return the span
+//          to its central list -> a partial span -> sweep unswept spans of the
+//          class -> a fresh span from the page heap (after reclaiming pages by
+//          sweeping) -> grow the heap -> collect once and retry
 //          -> std::bad_alloc, with the heap unchanged and usable.
 //   tiny:  a fresh 16-byte block from the noscan class-2 span, kept as the
 //          thread's block if it leaves more room than the old one.
-//   large: a page run of its own from the page heap, zeroed outside the lock
-//          where its pages held stale bytes.
+//   large: pacer check -> a page run of its own (same reclaim/grow/collect
+//          ladder), zeroed outside the lock where its pages held stale bytes.
+//
+// Every step that touches shared state runs with the allocator gate passed
+// shared (gate.hpp); collections run with it released.
+#include "gc/collector.hpp"
 #include "runtime/heap.hpp"
 
+#include <algorithm>
 #include <new>
 #include <stdexcept>
 
 namespace gcheap::detail {
 
-[[gnu::noinline]] void* Heap::alloc_small_slow(ThreadCache* cache, std::size_t spc) {
-    SharedGate gate(gate_);
-    Span* span = cache->spans[spc];
-    std::uint32_t index = span->next_free_index();
-    if (index == span->nelems) {
-        span = refill_cache_locked(cache, spc);
-        index = span->next_free_index();
+void Heap::maybe_collect() {
+    if (collector_->should_trigger(heap_live_.load(std::memory_order_relaxed))) collector_->collect_triggered();
+}
+
+Span* Heap::alloc_span_reclaiming(std::size_t npages, std::size_t spc, bool noscan, DirtyPages& dirty) {
+    // While last cycle's sweep is unfinished, free pages by sweeping before
+    // growing the heap (Go's page reclaimer).
+    collector_->sweeper().reclaim(npages);
+    std::lock_guard<std::mutex> lock(pages_.mutex());
+    return pages_.alloc_span_locked(npages, spc, noscan, dirty);
+}
+
+Span* Heap::acquire_span(std::size_t spc) {
+    Span* span = centrals_[spc].pop_partial();
+    if (span == nullptr) span = collector_->sweeper().sweep_for_allocation(spc);
+    if (span == nullptr) {
+        const std::size_t size_class = span_class_size_class(spc);
+        DirtyPages dirty;  // small spans zero lazily through needzero
+        span = alloc_span_reclaiming(kClassPages[size_class], spc, span_class_noscan(spc), dirty);
+        if (span == nullptr) return nullptr;
     }
-    span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    void* p = reinterpret_cast<void*>(span->object_base(index));
-    if (span->needzero) std::memset(p, 0, span->elem_size);
-    return p;
+    span->home = SpanHome::kThreadCache;
+    span->alloc_count_at_cache = span->alloc_count.load(std::memory_order_relaxed);
+    heap_live_.fetch_add(std::uint64_t{span->free_slots()} * span->elem_size, std::memory_order_relaxed);
+    return span;
 }
 
 Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     Span* old = cache->spans[spc];
-    cache->spans[spc] = &empty_span_;  // (T1) holds even if we throw below
-    if (old != &empty_span_) centrals_[spc].uncache_span(old);
-    Span* fresh = centrals_[spc].cache_span(pages_);
-    if (fresh == nullptr) throw std::bad_alloc();
-    cache->spans[spc] = fresh;
+    cache->spans[spc] = &empty_span_;  // (T1) holds whatever happens below
+    if (old != &empty_span_) {
+        heap_live_.fetch_sub(std::uint64_t{old->free_slots()} * old->elem_size, std::memory_order_relaxed);
+        centrals_[spc].uncache_span(old);
+    }
+    Span* fresh = acquire_span(spc);
+    if (fresh != nullptr) cache->spans[spc] = fresh;
     return fresh;
+}
+
+[[gnu::noinline]] void* Heap::alloc_small_slow(ThreadCache* cache, std::size_t spc) {
+    maybe_collect();
+    for (int attempt = 0;; ++attempt) {
+        void* p = nullptr;
+        std::size_t zero_bytes = 0;
+        {
+            SharedGate gate(gate_);
+            Span* span = cache->spans[spc];
+            std::uint32_t index = span->next_free_index();
+            if (index == span->nelems) {
+                span = refill_cache_locked(cache, spc);
+                if (span != nullptr) index = span->next_free_index();
+            }
+            if (span != nullptr) {
+                span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1,
+                                        std::memory_order_relaxed);
+                p = reinterpret_cast<void*>(span->object_base(index));
+                if (span->needzero) zero_bytes = span->elem_size;
+            }
+        }
+        if (p != nullptr) {
+            if (zero_bytes != 0) std::memset(p, 0, zero_bytes);
+            return p;
+        }
+        // The OS refused memory: free some and retry once, unless collection is off.
+        if (attempt == 1 || !collector_->collects_automatically()) throw std::bad_alloc();
+        collector_->collect_for_memory();
+    }
 }
 
 [[gnu::noinline]] void* Heap::alloc_tiny_slow(ThreadCache* cache, std::size_t size) {
     auto* block = static_cast<unsigned char*>(alloc_small(cache, span_class(kTinySizeClass, true)));
+    AllocRegion region(tls_cache_slot);
     // Keep whichever block has more room left: the new one after this object,
     // or the old one.
     if (cache->tiny == 0 || size < cache->tiny_offset) {
@@ -53,23 +106,36 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
 [[gnu::noinline]] void* Heap::alloc_large(std::size_t size, bool noscan) {
     if (size > kMaxAllocSize) throw std::bad_alloc();
     const std::size_t npages = (size + kPageSize - 1) / kPageSize;
-    DirtyPages dirty;
-    Span* span = nullptr;
-    {
-        SharedGate gate(gate_);
-        std::lock_guard<std::mutex> lock(pages_.mutex());
-        span = pages_.alloc_span_locked(npages, span_class(0, noscan), noscan, dirty);
-        if (span == nullptr) throw std::bad_alloc();
-        span->free_index = 1;
-        span->alloc_cache = 0;
-        span->alloc_count.store(1, std::memory_order_relaxed);
-        span->home = SpanHome::kLarge;
-        large_spans_.push_front(span);
-        large_alloc_bytes_ += span->elem_size;
-        ++large_alloc_count_;
+    maybe_collect();
+    for (int attempt = 0;; ++attempt) {
+        DirtyPages dirty;
+        Span* span = nullptr;
+        {
+            SharedGate gate(gate_);
+            span = alloc_span_reclaiming(npages, span_class(0, noscan), noscan, dirty);
+            if (span != nullptr) {
+                std::lock_guard<std::mutex> lock(pages_.mutex());
+                span->free_index = 1;
+                span->alloc_cache = 0;
+                span->alloc_count.store(1, std::memory_order_relaxed);
+                span->home = SpanHome::kLarge;
+                large_spans_.push_front(span);
+                large_alloc_bytes_ += span->elem_size;
+                ++large_alloc_count_;
+                heap_live_.fetch_add(span->elem_size, std::memory_order_relaxed);
+                // Zeroing happens below, outside every lock, and a world stop
+                // may come first: scan the stale bytes as noscan until then?
+                // No: a conservative scan of stale bytes can only retain
+                // garbage for one cycle, never lose an object.
+            }
+        }
+        if (span != nullptr) {
+            dirty.zero(span->base, span->elem_size);
+            return reinterpret_cast<void*>(span->base);
+        }
+        if (attempt == 1 || !collector_->collects_automatically()) throw std::bad_alloc();
+        collector_->collect_for_memory();
     }
-    dirty.zero(span->base, span->elem_size);
-    return reinterpret_cast<void*>(span->base);
 }
 
 void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) {
@@ -84,7 +150,7 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
         std::size_t size_class = size_to_class(size);
         while (size_class < kNumSizeClasses && kClassSize[size_class] % alignment != 0) ++size_class;
         if (size_class < kNumSizeClasses) {
-            const ThreadCacheSlot slot = tls_cache_slot;
+            const ThreadCacheSlot& slot = tls_cache_slot;
             ThreadCache* cache = slot.heap_id == id_ ? slot.cache : cache_for_current_thread();
             return alloc_small(cache, span_class(size_class, noscan));
         }

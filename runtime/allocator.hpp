@@ -1,7 +1,8 @@
 // The allocation fast path (Go's mallocgc fast cases, nextFreeFast).
 //
 // Everything here runs without a lock and writes only to the calling thread's
-// cache and the spans it holds. Anything else — an exhausted span, a first
+// cache and the spans it holds, inside an allocation region (gc/threads.hpp)
+// so that a world stop never sees that state half updated. Anything else — an exhausted span, a first
 // allocation on this thread, a large object — goes to a slow path in
 // allocator.cpp. Statistics are folded in on those slow paths, never here.
 #pragma once
@@ -13,7 +14,7 @@
 namespace gcheap::detail {
 
 inline void* Heap::alloc(std::size_t size, bool noscan) {
-    const ThreadCacheSlot slot = tls_cache_slot;
+    const ThreadCacheSlot& slot = tls_cache_slot;
     ThreadCache* cache = slot.heap_id == id_ ? slot.cache : cache_for_current_thread();
     if (size - 1 < kMaxSmallSize) {  // 1..32768; size 0 wraps around
         if (noscan && size < kTinySize) return alloc_tiny(cache, size);
@@ -23,26 +24,36 @@ inline void* Heap::alloc(std::size_t size, bool noscan) {
 }
 
 inline void* Heap::alloc_small(ThreadCache* cache, std::size_t spc) {
-    Span* span = cache->spans[spc];
-    void* p = span->next_free_fast();
+    void* p;
+    {
+        AllocRegion region(tls_cache_slot);  // a world stop waits for its end
+        Span* span = cache->spans[spc];
+        p = span->next_free_fast();
+        if (p != nullptr && span->needzero) [[unlikely]] std::memset(p, 0, span->elem_size);
+    }
     if (p == nullptr) [[unlikely]] return alloc_small_slow(cache, spc);
-    if (span->needzero) [[unlikely]] std::memset(p, 0, span->elem_size);
     return p;
 }
 
 // Go's tiny allocator: pointer-free objects under 16 bytes share a 16-byte
 // block, aligned to the largest of 8, 4, 2 dividing their size.
 inline void* Heap::alloc_tiny(ThreadCache* cache, std::size_t size) {
-    std::size_t offset = cache->tiny_offset;
-    if (size % 8 == 0) offset = (offset + 7) & ~std::size_t{7};
-    else if (size % 4 == 0) offset = (offset + 3) & ~std::size_t{3};
-    else if (size % 2 == 0) offset = (offset + 1) & ~std::size_t{1};
-    if (offset + size <= kTinySize && cache->tiny != 0) {
-        cache->tiny_offset = offset + size;
-        cache->tiny_allocs.store(cache->tiny_allocs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        return reinterpret_cast<void*>(cache->tiny + offset);
+    void* p = nullptr;
+    {
+        AllocRegion region(tls_cache_slot);
+        std::size_t offset = cache->tiny_offset;
+        if (size % 8 == 0) offset = (offset + 7) & ~std::size_t{7};
+        else if (size % 4 == 0) offset = (offset + 3) & ~std::size_t{3};
+        else if (size % 2 == 0) offset = (offset + 1) & ~std::size_t{1};
+        if (offset + size <= kTinySize && cache->tiny != 0) {
+            cache->tiny_offset = offset + size;
+            cache->tiny_allocs.store(cache->tiny_allocs.load(std::memory_order_relaxed) + 1,
+                                     std::memory_order_relaxed);
+            p = reinterpret_cast<void*>(cache->tiny + offset);
+        }
     }
-    return alloc_tiny_slow(cache, size);
+    if (p == nullptr) [[unlikely]] return alloc_tiny_slow(cache, size);
+    return p;
 }
 
 }  // namespace gcheap::detail

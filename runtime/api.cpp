@@ -1,6 +1,7 @@
 // The public gcheap:: functions: thin wrappers over the default heap.
 #include <gcheap/gcheap.hpp>
 
+#include "gc/collector.hpp"
 #include "runtime/heap.hpp"
 
 namespace gcheap {
@@ -14,5 +15,44 @@ void* alloc_aligned(std::size_t bytes, std::size_t alignment) {
 }
 
 MemStats read_mem_stats() { return detail::default_heap().read_mem_stats(); }
+
+void collect() {
+    detail::Heap& heap = detail::default_heap();
+    heap.register_current_thread();  // the caller's stack is a root like any other
+    heap.collector().collect();
+}
+
+void free_os_memory() {
+    detail::Heap& heap = detail::default_heap();
+    heap.register_current_thread();
+    heap.collector().collect();
+    heap.release_free_pages();
+}
+
+void add_roots(const void* begin, const void* end) { detail::default_heap().collector().roots().add(begin, end); }
+
+void remove_roots(const void* begin, const void* end) {
+    detail::default_heap().collector().roots().remove(begin, end);
+}
+
+void register_current_thread() { detail::default_heap().register_current_thread(); }
+
+void unregister_current_thread() { detail::default_heap().unregister_current_thread(); }
+
+ThreadScope::ThreadScope() { register_current_thread(); }
+
+ThreadScope::~ThreadScope() {
+    if (detail::default_heap().is_current_thread_registered()) unregister_current_thread();
+}
+
+void set_finalizer(void* object, void (*finalizer)(void*)) {
+    detail::default_heap().collector().finalizers().set(object, finalizer);
+}
+
+int set_gc_percent(int percent) { return detail::default_heap().collector().pacer().set_gc_percent(percent); }
+
+std::int64_t set_memory_limit(std::int64_t limit) {
+    return detail::default_heap().collector().pacer().set_memory_limit(limit);
+}
 
 }  // namespace gcheap

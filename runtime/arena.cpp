@@ -39,6 +39,12 @@ ArenaMeta* ArenaIndex::add_arena_locked(std::uintptr_t base) {
     meta->base = base;
     l2[l2_index].store(meta, std::memory_order_release);
     ++arena_count_;
+    if (lowest_.load(std::memory_order_relaxed) == 0 || base < lowest_.load(std::memory_order_relaxed)) {
+        lowest_.store(base, std::memory_order_relaxed);
+    }
+    if (base + kArenaSize > highest_.load(std::memory_order_relaxed)) {
+        highest_.store(base + kArenaSize, std::memory_order_relaxed);
+    }
     return meta;
 }
 

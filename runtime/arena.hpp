@@ -81,6 +81,11 @@ public:
     /// Sets the page map entries of [base, base + npages pages) to `span`. Lock held.
     void set_pages_locked(std::uintptr_t base, std::size_t npages, Span* span);
 
+    /// [lowest, highest) address of any arena: a cheap first filter for
+    /// conservative scanning. Both 0 while there is no arena.
+    std::uintptr_t lowest() const { return lowest_.load(std::memory_order_relaxed); }
+    std::uintptr_t highest() const { return highest_.load(std::memory_order_relaxed); }
+
     /// Bytes of metadata mapped for arenas and the index (MemStats.GCSys).
     std::size_t sys_bytes() const { return sys_bytes_; }
     std::size_t arena_count() const { return arena_count_; }
@@ -107,6 +112,8 @@ private:
     std::atomic<std::atomic<ArenaMeta*>*> l1_[kL1Entries] = {};
     std::size_t sys_bytes_ = 0;
     std::size_t arena_count_ = 0;
+    std::atomic<std::uintptr_t> lowest_{0};
+    std::atomic<std::uintptr_t> highest_{0};
 };
 
 }  // namespace gcheap::detail

@@ -3,34 +3,51 @@
 
 namespace gcheap::detail {
 
-Span* Central::cache_span(PageHeap& pages) {
-    Span* span = nullptr;
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        span = partial_.pop_front();
-    }
-    if (span == nullptr) {
-        const std::size_t size_class = span_class_size_class(span_class_);
-        DirtyPages dirty;
-        std::lock_guard<std::mutex> lock(pages.mutex());
-        span = pages.alloc_span_locked(kClassPages[size_class], span_class_, span_class_noscan(span_class_), dirty);
-        if (span == nullptr) return nullptr;
-        // Slots are zeroed lazily on allocation when span->needzero is set.
-    }
-    span->home = SpanHome::kThreadCache;
-    span->alloc_count_at_cache = span->alloc_count.load(std::memory_order_relaxed);
+Span* Central::pop_partial() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return partial_.pop_front();
+}
+
+Span* Central::pop_unswept() {
+    std::lock_guard<std::mutex> lock(mu_);
+    Span* span = unswept_.pop_front();
+    if (span != nullptr) span->home = SpanHome::kNone;
     return span;
 }
 
-void Central::uncache_span(Span* span) {
-    std::lock_guard<std::mutex> lock(mu_);
-    allocs_ += span->alloc_count.load(std::memory_order_relaxed) - span->alloc_count_at_cache;
+void Central::file_locked(Span* span) {
     if (span->free_slots() > 0) {
         span->home = SpanHome::kCentralPartial;
         partial_.push_front(span);
     } else {
         span->home = SpanHome::kCentralFull;
         full_.push_front(span);
+    }
+}
+
+void Central::push_swept(Span* span, std::uint64_t freed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    frees_ += freed;
+    file_locked(span);
+}
+
+void Central::add_frees(std::uint64_t freed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    frees_ += freed;
+}
+
+void Central::uncache_span(Span* span) {
+    std::lock_guard<std::mutex> lock(mu_);
+    allocs_ += span->alloc_count.load(std::memory_order_relaxed) - span->alloc_count_at_cache;
+    file_locked(span);
+}
+
+void Central::begin_sweep_locked() {
+    for (SpanList* list : {&partial_, &full_}) {
+        while (Span* span = list->pop_front()) {
+            span->home = SpanHome::kUnswept;
+            unswept_.push_front(span);
+        }
     }
 }
 
@@ -45,6 +62,9 @@ const char* Central::verify_locked() const {
         if (s->free_slots() != 0) problem = "span with free slots on the full list (C1)";
         if (s->home != SpanHome::kCentralFull || s->span_class != span_class_) problem = "misfiled span (C2)";
         if (const char* p = s->verify()) problem = p;
+    });
+    unswept_.for_each([&](const Span* s) {
+        if (s->home != SpanHome::kUnswept || s->span_class != span_class_) problem = "misfiled unswept span (C2)";
     });
     return problem;
 }

@@ -1,24 +1,26 @@
-// Central: the per-span-class list of spans not held by any thread cache
+// Central: the per-span-class lists of spans not held by any thread cache
 // (Go's mcentral).
 //
-// A thread cache that runs out of free slots in its span hands the span back
-// (uncache_span) and asks for another (cache_span): a partial span first, else
-// a fresh span from the page heap.
+// Three lists: `partial` (swept, at least one free slot), `full` (swept, no
+// free slot) and `unswept` (marked by the last collection, not yet swept).
+// At the end of each mark phase the collector moves partial and full to
+// unswept (begin_sweep_locked); spans then come back as they are swept,
+// lazily on allocation or by the background sweeper (gc/sweeper.hpp).
 //
 // Counting: a span records alloc_count when a cache takes it; when the cache
 // returns it, the difference is folded into `allocs`. Objects allocated in
 // spans currently held by caches are counted by read_mem_stats() walking the
-// caches, so the sum is exact at every read.
+// caches, so the sum is exact at every read. Sweeping adds to `frees`.
 //
 // Invariants (verify_locked() checks them):
 //   (C1) every span on `partial` has a free slot; every span on `full` has none;
-//   (C2) every span here has home kCentralPartial/kCentralFull matching its list
-//        and span_class == this central's class.
-// Locking: mutex() guards the lists and counters; callers also hold the
-// allocator gate shared (gate.hpp). Lock order: gate -> central -> page heap.
+//   (C2) every span here has the home matching its list and span_class == this
+//        central's class;
+//   (C3) outside a collection cycle's sweep phase, `unswept` is empty.
+// Locking: mutex() guards the lists and counters; callers hold the allocator
+// gate shared (gate.hpp) or closed. Lock order: gate -> central -> page heap.
 #pragma once
 
-#include "runtime/page_heap.hpp"
 #include "runtime/span.hpp"
 
 #include <cstdint>
@@ -30,27 +32,38 @@ class Central {
 public:
     void init(std::size_t spc) { span_class_ = spc; }
 
-    /// Returns a span of this class with at least one free slot, owned by the
-    /// caller's thread cache, or nullptr if the OS refuses memory.
-    Span* cache_span(PageHeap& pages);
-
+    /// A swept span with a free slot, or nullptr.
+    Span* pop_partial();
+    /// A span still to be swept, or nullptr.
+    Span* pop_unswept();
+    /// Files a swept span by its free slots, adding `freed` to the free count.
+    void push_swept(Span* span, std::uint64_t freed);
+    /// Adds objects freed from a span that went back to the page heap.
+    void add_frees(std::uint64_t freed);
     /// Takes back a span from a thread cache, folding its allocation count.
     void uncache_span(Span* span);
+
+    /// Moves every swept span to the unswept list (collector, world stopped).
+    void begin_sweep_locked();
 
     std::mutex& mutex() { return mu_; }
     std::uint64_t allocs_locked() const { return allocs_; }
     std::uint64_t frees_locked() const { return frees_; }
     const SpanList& partial_locked() const { return partial_; }
     const SpanList& full_locked() const { return full_; }
+    const SpanList& unswept_locked() const { return unswept_; }
     std::size_t span_class() const { return span_class_; }
 
     const char* verify_locked() const;
 
 private:
+    void file_locked(Span* span);
+
     std::mutex mu_;
     std::size_t span_class_ = 0;
     SpanList partial_;
     SpanList full_;
+    SpanList unswept_;
     std::uint64_t allocs_ = 0;
     std::uint64_t frees_ = 0;
 };

@@ -69,7 +69,7 @@ private:
             free_ = node->next;
             return node;
         }
-        if (bump_ + kSlot > bump_end_) {
+        if (bump_ == nullptr || static_cast<std::size_t>(bump_end_ - bump_) < kSlot) {
             void* memory = os_.map_metadata(kChunkBytes);
             if (memory == nullptr) return nullptr;
             auto* chunk = static_cast<Chunk*>(memory);

@@ -1,9 +1,12 @@
 // Heap construction, thread-cache lifecycle, lookups and verification.
 #include "runtime/heap.hpp"
 
+#include "gc/collector.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <new>
+#include <stdexcept>
 
 namespace gcheap::detail {
 
@@ -16,29 +19,39 @@ std::uint64_t next_heap_id() {
 
 }  // namespace
 
-Heap::Heap() : id_(next_heap_id()), arena_index_(os_), pages_(os_, arena_index_), cache_pool_(os_) {
+Heap::Heap(const HeapOptions& options)
+    : id_(next_heap_id()), arena_index_(os_), pages_(os_, arena_index_), cache_pool_(os_) {
     for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) centrals_[spc].init(spc);
     // The empty span has no slots and an all-zero cache: next_free_fast()
     // fails on it and next_free_index() reports it full.
     empty_span_.state = SpanState::kInUse;
+    collector_ = std::make_unique<Collector>(*this, options);
+}
+
+void Heap::detach_threads() {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    std::lock_guard<std::mutex> lock(caches_mu_);
+    for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) c->binding->heap = nullptr;
 }
 
 Heap::~Heap() {
-    {
-        std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
-        std::lock_guard<std::mutex> lock(caches_mu_);
-        for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) c->binding->heap = nullptr;
+    // Threads that exit from now on must not come back to this heap.
+    detach_threads();
+    if (tls_cache_slot.heap_id == id_) {
+        tls_cache_slot.heap_id = 0;
+        tls_cache_slot.cache = nullptr;
     }
-    if (tls_cache_slot.heap_id == id_) tls_cache_slot = {0, nullptr};
+    collector_.reset();  // joins the sweeper, finalizer and mark threads
+    detach_threads();    // in case a finalizer allocated on its way out
     // Members unmap all memory: the arenas (PageHeap), their metadata
     // (ArenaIndex) and the descriptor pools (FixAlloc).
 }
 
-ThreadCache* Heap::cache_for_current_thread() {
-    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
-    // The thread may have a cache here already and merely used another heap since.
+CacheBinding* Heap::bind_current_thread(bool explicit_registration) {
+    // Caller holds lifecycle_mutex().
     CacheBinding* binding = find_current_thread_binding_locked(*this);
     if (binding == nullptr) binding = bind_current_thread_locked(*this);
+    if (binding->record == nullptr) binding->record = collector_->threads().add_current_thread(explicit_registration);
     if (binding->cache == nullptr) {
         SharedGate gate(gate_);
         std::lock_guard<std::mutex> lock(caches_mu_);
@@ -50,8 +63,64 @@ ThreadCache* Heap::cache_for_current_thread() {
         caches_ = cache;
         binding->cache = cache;
     }
-    tls_cache_slot = {id_, binding->cache};
+    return binding;
+}
+
+ThreadCache* Heap::cache_for_current_thread() {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    // The thread may be registered already and merely used another heap since.
+    CacheBinding* binding = bind_current_thread(false);
+    tls_cache_slot.heap_id = id_;
+    tls_cache_slot.cache = binding->cache;
     return binding->cache;
+}
+
+void Heap::register_current_thread() {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    bind_current_thread(true);
+}
+
+bool Heap::is_current_thread_registered() {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    CacheBinding* binding = find_current_thread_binding_locked(*this);
+    return binding != nullptr && binding->record != nullptr;
+}
+
+void Heap::unregister_current_thread() {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    CacheBinding* binding = find_current_thread_binding_locked(*this);
+    if (binding == nullptr || binding->record == nullptr) {
+        throw std::logic_error("gcheap::unregister_current_thread: this thread is not registered with the heap");
+    }
+    release_thread_locked(binding);
+    unbind_current_thread_locked(binding);
+    if (tls_cache_slot.heap_id == id_) {
+        tls_cache_slot.heap_id = 0;
+        tls_cache_slot.cache = nullptr;
+    }
+}
+
+void Heap::release_thread_locked(CacheBinding* binding) {
+    if (binding->cache != nullptr) {
+        ThreadCache* cache = binding->cache;
+        binding->cache = nullptr;
+        SharedGate gate(gate_);
+        flush_cache_locked(cache);
+        std::lock_guard<std::mutex> lock(caches_mu_);
+        tiny_allocs_folded_ += cache->tiny_allocs.load(std::memory_order_relaxed);
+        if (cache->registry_prev != nullptr) cache->registry_prev->registry_next = cache->registry_next;
+        else caches_ = cache->registry_next;
+        if (cache->registry_next != nullptr) cache->registry_next->registry_prev = cache->registry_prev;
+        cache_pool_.destroy(cache);
+    }
+    if (binding->record != nullptr) {
+        collector_->threads().remove(binding->record);
+        binding->record = nullptr;
+    }
+}
+
+void Heap::flush_all_caches_stopped() {
+    for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) flush_cache_locked(c);
 }
 
 void Heap::flush_cache_locked(ThreadCache* cache) {
@@ -59,6 +128,7 @@ void Heap::flush_cache_locked(ThreadCache* cache) {
         Span* span = cache->spans[spc];
         if (span == &empty_span_) continue;
         cache->spans[spc] = &empty_span_;
+        heap_live_.fetch_sub(std::uint64_t{span->free_slots()} * span->elem_size, std::memory_order_relaxed);
         centrals_[spc].uncache_span(span);
     }
     // The tiny block stays allocated: it dies like any object once unreachable.
@@ -70,17 +140,6 @@ void Heap::flush_current_thread_cache() {
     if (tls_cache_slot.heap_id != id_) return;
     SharedGate gate(gate_);
     flush_cache_locked(tls_cache_slot.cache);
-}
-
-void Heap::release_thread_cache_locked(ThreadCache* cache) {
-    SharedGate gate(gate_);
-    flush_cache_locked(cache);
-    std::lock_guard<std::mutex> lock(caches_mu_);
-    tiny_allocs_folded_ += cache->tiny_allocs.load(std::memory_order_relaxed);
-    if (cache->registry_prev != nullptr) cache->registry_prev->registry_next = cache->registry_next;
-    else caches_ = cache->registry_next;
-    if (cache->registry_next != nullptr) cache->registry_next->registry_prev = cache->registry_prev;
-    cache_pool_.destroy(cache);
 }
 
 bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
@@ -147,11 +206,26 @@ const char* Heap::verify() {
         if (s->home != SpanHome::kLarge || !s->is_large() || s->alloc_count.load(std::memory_order_relaxed) != 1)
             problem = "bad large span";
     });
+    large_unswept_.for_each([&](const Span* s) {
+        if (s->home != SpanHome::kUnswept || !s->is_large()) problem = "bad unswept large span";
+    });
+    if (problem != nullptr || collector_->sweeper().pending()) return problem;
+    // (W2) With sweeping finished, no span carries mark bits into the next cycle.
+    arena_index_.for_each_arena([&](const ArenaMeta& meta) {
+        for (std::size_t p = 0; p < kPagesPerArena; ++p) {
+            const Span* span = meta.spans[p].load(std::memory_order_relaxed);
+            if (span == nullptr || span->base != meta.base + p * kPageSize) continue;
+            if (span->home == SpanHome::kUnswept) problem = "unswept span while no sweep is pending (C3)";
+            for (std::size_t w = 0; w < kBitmapWords; ++w) {
+                if (span->mark_bits()[w] != 0) problem = "mark bits left after sweeping (W2)";
+            }
+        }
+    });
     return problem;
 }
 
 Heap& default_heap() {
-    static Heap* const heap = new Heap();
+    static Heap* const heap = new Heap(HeapOptions::from_environment());
     return *heap;
 }
 

@@ -25,10 +25,13 @@
 #include "runtime/thread_cache.hpp"
 
 #include <gcheap/mem_stats.hpp>
+#include <gcheap/options.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 
 namespace gcheap::detail {
@@ -58,9 +61,11 @@ struct SlowCounts {
     std::array<std::uint64_t, kNumSizeClasses> live_by_class{};  // allocated slots per size class
 };
 
+class Collector;
+
 class Heap {
 public:
-    Heap();
+    explicit Heap(const HeapOptions& options = HeapOptions{});
     Heap(const Heap&) = delete;
     Heap& operator=(const Heap&) = delete;
     /// Destroys the heap and unmaps its memory. No thread may use it any more.
@@ -93,21 +98,41 @@ public:
     const ArenaIndex& arena_index() const { return arena_index_; }
     OsMemory& os_memory() { return os_; }
 
-    /// Called at thread exit, with lifecycle_mutex() held.
-    void release_thread_cache_locked(ThreadCache* cache);
+    Collector& collector() { return *collector_; }
+
+    /// Registers the calling thread so that its stack and registers are
+    /// scanned (allocation registers a thread automatically).
+    void register_current_thread();
+    /// Undoes registration; throws std::logic_error if the thread is not registered.
+    void unregister_current_thread();
+    bool is_current_thread_registered();
+
+    /// Called at thread exit, with lifecycle_mutex() held: returns the
+    /// thread's cache and removes its registration.
+    void release_thread_locked(CacheBinding* binding);
 
 private:
+    friend class Collector;
+    friend class Sweeper;
     class AllocatorLock;
 
     inline void* alloc_small(ThreadCache* cache, std::size_t spc);
     inline void* alloc_tiny(ThreadCache* cache, std::size_t size);
     ThreadCache* cache_for_current_thread();
+    CacheBinding* bind_current_thread(bool explicit_registration);
+    Span* acquire_span(std::size_t spc);
+    Span* alloc_span_reclaiming(std::size_t npages, std::size_t spc, bool noscan, DirtyPages& dirty);
+    void maybe_collect();
     void* alloc_small_slow(ThreadCache* cache, std::size_t spc);
     void* alloc_tiny_slow(ThreadCache* cache, std::size_t size);
     void* alloc_large(std::size_t size, bool noscan);
     void* alloc_zero_size() { return zero_base_; }
     Span* refill_cache_locked(ThreadCache* cache, std::size_t spc);
     void flush_cache_locked(ThreadCache* cache);
+    void flush_all_caches_stopped();
+    void detach_threads();
+    /// MemStats from the counters; the caller has closed the gate.
+    void compute_stats_locked(MemStats& stats);
 
     const std::uint64_t id_;
     OsMemory os_;
@@ -122,14 +147,22 @@ private:
     FixAlloc<ThreadCache> cache_pool_;       // guarded by caches_mu_
     std::uint64_t tiny_allocs_folded_ = 0;   // guarded by caches_mu_
 
+    // Bytes the pacer counts as allocated since the last mark: marked bytes,
+    // plus the whole free capacity of spans handed to caches, plus large objects.
+    std::atomic<std::uint64_t> heap_live_{0};
+
     // Large objects, guarded by the page heap lock.
     SpanList large_spans_;
+    SpanList large_unswept_;
     std::uint64_t large_alloc_bytes_ = 0;
     std::uint64_t large_alloc_count_ = 0;
     std::uint64_t large_free_bytes_ = 0;
     std::uint64_t large_free_count_ = 0;
 
     alignas(16) unsigned char zero_base_[16] = {};
+
+    // Last: it runs threads that use everything above, and stops them first.
+    std::unique_ptr<Collector> collector_;
 };
 
 // Closes the allocator gate and holds the page heap lock: nothing but

@@ -1,6 +1,7 @@
 // read_mem_stats(): Go's MemStats from the heap's counters (mstats.go).
 //
-// Sources, all read while AllocatorLock holds the allocator gate closed:
+// Sources, all read with the allocator gate closed (AllocatorLock, or the
+// collector's world stop):
 //   small objects  Central::allocs (spans returned by caches) plus, for spans
 //                  cached right now, alloc_count - alloc_count_at_cache;
 //   tiny objects   folded counts of exited threads plus each cache's counter;
@@ -15,15 +16,23 @@
 // exactly; every allocation that happens-before the call is included.
 #include "runtime/heap.hpp"
 
+#include "gc/collector.hpp"
+
 namespace gcheap::detail {
 
 MemStats Heap::read_mem_stats() {
+    MemStats s;
+    AllocatorLock lock(*this);
+    compute_stats_locked(s);
+    collector_->fill_mem_stats(s);
+    return s;
+}
+
+void Heap::compute_stats_locked(MemStats& s) {
     std::array<std::uint64_t, kNumSizeClasses> small_allocs{};
     std::array<std::uint64_t, kNumSizeClasses> small_frees{};
     std::uint64_t tiny_allocs = 0;
-    MemStats s;
     {
-        AllocatorLock lock(*this);
         for (const Central& central : centrals_) {
             const std::size_t cls = span_class_size_class(central.span_class());
             small_allocs[cls] += central.allocs_locked();
@@ -46,7 +55,7 @@ MemStats Heap::read_mem_stats() {
         s.MSpanSys = pages_.span_sys_bytes_locked();
         s.MCacheInuse = cache_pool_.inuse_bytes();
         s.MCacheSys = cache_pool_.sys_bytes();
-        s.GCSys = arena_index_.sys_bytes();
+        s.GCSys = arena_index_.sys_bytes() + collector_->marker().sys_bytes();
         s.OtherSys = pages_.other_sys_bytes_locked();
         s.TotalAlloc = large_alloc_bytes_;
         s.Mallocs = large_alloc_count_ + tiny_allocs;
@@ -68,7 +77,6 @@ MemStats Heap::read_mem_stats() {
         s.BySize[cls].Mallocs = small_allocs[cls];
         s.BySize[cls].Frees = small_frees[cls];
     }
-    return s;
 }
 
 }  // namespace gcheap::detail

@@ -36,7 +36,7 @@ enum class SpanState : std::uint8_t {
 };
 
 // Where a span sits, so that a thread exit, a sweep or a stats read knows who owns it.
-enum class SpanHome : std::uint8_t { kNone, kThreadCache, kCentralPartial, kCentralFull, kLarge };
+enum class SpanHome : std::uint8_t { kNone, kThreadCache, kCentralPartial, kCentralFull, kUnswept, kLarge };
 
 inline constexpr std::size_t kBitmapWords = kMaxObjectsPerSpan / 64;
 

@@ -21,13 +21,12 @@ void on_thread_exit(void* head) {
     std::lock_guard<std::mutex> lock(lifecycle_mutex());
     for (auto* binding = static_cast<CacheBinding*>(head); binding != nullptr;) {
         CacheBinding* next = binding->next;
-        if (binding->heap != nullptr && binding->cache != nullptr) {
-            binding->heap->release_thread_cache_locked(binding->cache);
-        }
+        if (binding->heap != nullptr) binding->heap->release_thread_locked(binding);
         delete binding;
         binding = next;
     }
-    tls_cache_slot = {0, nullptr};
+    tls_cache_slot.heap_id = 0;
+    tls_cache_slot.cache = nullptr;
 }
 
 pthread_key_t thread_exit_key() {
@@ -49,12 +48,25 @@ std::mutex& lifecycle_mutex() {
 CacheBinding* bind_current_thread_locked(Heap& heap) {
     const pthread_key_t key = thread_exit_key();
     auto* head = static_cast<CacheBinding*>(pthread_getspecific(key));
-    auto* binding = new CacheBinding{&heap, nullptr, head};
+    auto* binding = new CacheBinding{&heap, nullptr, nullptr, head};
     if (pthread_setspecific(key, binding) != 0) {
         delete binding;
         throw std::bad_alloc();
     }
     return binding;
+}
+
+void unbind_current_thread_locked(CacheBinding* binding) {
+    const pthread_key_t key = thread_exit_key();
+    auto* head = static_cast<CacheBinding*>(pthread_getspecific(key));
+    if (head == binding) {
+        pthread_setspecific(key, binding->next);
+    } else {
+        CacheBinding* b = head;
+        while (b != nullptr && b->next != binding) b = b->next;
+        if (b != nullptr) b->next = binding->next;
+    }
+    delete binding;
 }
 
 CacheBinding* find_current_thread_binding_locked(const Heap& heap) {

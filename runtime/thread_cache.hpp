@@ -45,19 +45,48 @@ struct ThreadCache {
 };
 
 /// The fast path's view of "this thread's cache": trivially initialised, so
-/// the compiler emits a plain TLS load with no guard or wrapper call.
+/// the compiler emits a plain TLS access with no guard or wrapper call.
+/// in_alloc_region / suspend_pending implement allocation regions
+/// (gc/threads.hpp): the suspend signal handler defers to the fast path.
 struct ThreadCacheSlot {
     std::uint64_t heap_id;
     ThreadCache* cache;
+    volatile int in_alloc_region;
+    volatile int suspend_pending;
 };
-inline thread_local ThreadCacheSlot tls_cache_slot = {0, nullptr};
+inline thread_local ThreadCacheSlot tls_cache_slot = {0, nullptr, 0, 0};
+
+void suspend_pending_thread();  // gc/threads.cpp
+
+/// Marks the lock-free fast path's mutation of the thread's cache, so that a
+/// world stop never observes it half done.
+class AllocRegion {
+public:
+    explicit AllocRegion(ThreadCacheSlot& slot) : slot_(slot) {
+        slot_.in_alloc_region = 1;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
+    ~AllocRegion() {
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        slot_.in_alloc_region = 0;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        if (slot_.suspend_pending != 0) [[unlikely]] suspend_pending_thread();
+    }
+    AllocRegion(const AllocRegion&) = delete;
+    AllocRegion& operator=(const AllocRegion&) = delete;
+
+private:
+    ThreadCacheSlot& slot_;
+};
 
 /// Links a thread to one heap's cache, so that a thread exit returns the cache
 /// and a heap destruction forgets the thread. Owned by the thread; guarded by
 /// lifecycle_mutex().
+struct ThreadRecord;
 struct CacheBinding {
     Heap* heap;  // nullptr once the heap is gone
     ThreadCache* cache;
+    ThreadRecord* record;  // the collector's registration of this thread (gc/threads.hpp)
     CacheBinding* next;
 };
 
@@ -69,6 +98,9 @@ std::mutex& lifecycle_mutex();
 /// by the caller) and arranges for heap.release_thread_cache_locked() at
 /// thread exit. Caller holds lifecycle_mutex(). Throws std::bad_alloc.
 CacheBinding* bind_current_thread_locked(Heap& heap);
+
+/// Removes and deletes one of the calling thread's bindings. Caller holds lifecycle_mutex().
+void unbind_current_thread_locked(CacheBinding* binding);
 
 /// The calling thread's binding to `heap`, or nullptr. Caller holds lifecycle_mutex().
 CacheBinding* find_current_thread_binding_locked(const Heap& heap);

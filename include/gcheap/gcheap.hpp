@@ -6,8 +6,10 @@
 #pragma once
 
 #include <gcheap/mem_stats.hpp>
+#include <gcheap/options.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -49,5 +51,59 @@ T* make(Args&&... args) {
                        : alloc_aligned(sizeof(T), alignof(T));
     return ::new (memory) T(std::forward<Args>(args)...);
 }
+
+/// runtime.GC(): runs a full collection and returns after sweeping has
+/// finished, so that read_mem_stats() right after it is exact. The calling
+/// thread is registered if it was not. Safe from any thread, finalizers included.
+void collect();
+
+/// debug.FreeOSMemory(): a full collection, then every free page is returned
+/// to the OS (madvise(MADV_DONTNEED)); HeapReleased grows accordingly.
+void free_os_memory();
+
+/// Registers [begin, end) as a root range, scanned conservatively at every
+/// collection. Ranges may overlap, nest or repeat; each registration is
+/// scanned. Throws std::invalid_argument if begin > end.
+void add_roots(const void* begin, const void* end);
+/// Removes one registration with exactly these bounds; throws
+/// std::invalid_argument, naming the range, if there is none.
+void remove_roots(const void* begin, const void* end);
+
+/// Registers the calling thread: its stack and registers are scanned
+/// conservatively at every collection. A thread is registered automatically
+/// when it first allocates or collects; register a thread explicitly when it
+/// holds gcheap pointers without allocating. Idempotent.
+void register_current_thread();
+/// Unregisters the calling thread (its stack stops being a root). Throws
+/// std::logic_error if the thread is not registered.
+void unregister_current_thread();
+
+/// Registers the calling thread for the scope's lifetime (RAII).
+class ThreadScope {
+public:
+    ThreadScope();
+    ~ThreadScope();
+    ThreadScope(const ThreadScope&) = delete;
+    ThreadScope& operator=(const ThreadScope&) = delete;
+};
+
+/// runtime.SetFinalizer: once `object` (the start of a gcheap object) is
+/// unreachable, `finalizer(object)` runs once on the finalizer thread; the
+/// object is kept alive for that call and freed by a later collection.
+/// nullptr clears. Throws std::invalid_argument for a pointer that is not the
+/// start of an allocated object, or if a finalizer is already set.
+void set_finalizer(void* object, void (*finalizer)(void*));
+
+/// runtime.KeepAlive: keeps `object` reachable up to this point.
+inline void keep_alive(const void* object) { asm volatile("" : : "g"(object) : "memory"); }
+
+/// debug.SetGCPercent: returns the previous value; a negative value disables
+/// automatic collection (collect() still works).
+int set_gc_percent(int percent);
+
+/// debug.SetMemoryLimit: a soft limit on Sys - HeapReleased, in bytes; the
+/// collector runs more often as it nears. Returns the previous limit; a
+/// negative argument only queries it.
+std::int64_t set_memory_limit(std::int64_t limit);
 
 }  // namespace gcheap

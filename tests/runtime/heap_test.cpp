@@ -1,6 +1,7 @@
 // Heap allocation API: sizes, zeroing, alignment, tiny packing, large objects,
 // lookups and errors, each on a fresh Heap.
 #include "runtime/heap.hpp"
+#include "tests/support/heap_fixture.hpp"
 
 #include <gcheap/gcheap.hpp>
 
@@ -33,7 +34,7 @@ std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p);
 }  // namespace
 
 TEST_CASE("heap: every small size is zeroed, class-rounded and class-aligned", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     for (std::size_t size = 1; size <= kMaxSmallSize; size += (size < 1024 ? 1 : 61)) {
         for (bool noscan : {false, true}) {
             void* p = heap.alloc(size, noscan);
@@ -55,7 +56,7 @@ TEST_CASE("heap: every small size is zeroed, class-rounded and class-aligned", "
 }
 
 TEST_CASE("heap: distinct objects never overlap", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     std::set<std::pair<std::uintptr_t, std::uintptr_t>> ranges;
     for (int i = 0; i < 20000; ++i) {
         const std::size_t size = 1 + (static_cast<std::size_t>(i) * 7919) % 3000;
@@ -70,7 +71,7 @@ TEST_CASE("heap: distinct objects never overlap", "[heap]") {
 }
 
 TEST_CASE("heap: size 0 returns one shared non-null address outside the heap", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     void* a = heap.alloc(0, false);
     void* b = heap.alloc(0, true);
     CHECK(a != nullptr);
@@ -81,7 +82,7 @@ TEST_CASE("heap: size 0 returns one shared non-null address outside the heap", "
 }
 
 TEST_CASE("heap: large objects get whole pages of their own", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     const std::size_t sizes[] = {kMaxSmallSize + 1, 40 * 1024, 1 << 20, (8 << 20) + 3};
     for (std::size_t size : sizes) {
         CAPTURE(size);
@@ -100,7 +101,7 @@ TEST_CASE("heap: large objects get whole pages of their own", "[heap]") {
 }
 
 TEST_CASE("heap: lookups ignore addresses outside the heap and free slots", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     int on_stack = 0;
     ObjectRef ref;
     CHECK_FALSE(heap.find_object(0, ref));
@@ -119,7 +120,7 @@ TEST_CASE("heap: lookups ignore addresses outside the heap and free slots", "[he
 }
 
 TEST_CASE("heap: the tiny allocator packs pointer-free objects into 16-byte blocks", "[heap][tiny]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     SECTION("16 one-byte objects share blocks (Go's TestTinyAlloc)") {
         std::set<std::uintptr_t> blocks;
         for (int i = 0; i < 16; ++i) blocks.insert(addr(heap.alloc(1, true)) & ~std::uintptr_t{15});
@@ -133,7 +134,7 @@ TEST_CASE("heap: the tiny allocator packs pointer-free objects into 16-byte bloc
         void* eight = heap.alloc(8, true);
         CHECK(addr(eight) % 8 == 0);
         CHECK((addr(eight) & ~std::uintptr_t{15}) == (addr(one) & ~std::uintptr_t{15}));
-        Heap other;
+        Heap other(gcheap::test::no_gc());
         other.alloc(1, true);
         CHECK(addr(other.alloc(6, true)) % 2 == 0);
         other.alloc(1, true);
@@ -168,7 +169,7 @@ TEST_CASE("heap: the tiny allocator packs pointer-free objects into 16-byte bloc
 }
 
 TEST_CASE("heap: alloc_aligned honours alignments up to a page", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     for (std::size_t alignment = 1; alignment <= kPageSize; alignment <<= 1) {
         for (std::size_t size : {1, 24, 48, 100, 1000, 5000, 40000}) {
             void* p = heap.alloc_aligned(size, alignment, false);
@@ -182,7 +183,7 @@ TEST_CASE("heap: alloc_aligned honours alignments up to a page", "[heap]") {
 }
 
 TEST_CASE("heap: an impossible size throws bad_alloc and the heap stays usable", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     void* keep = heap.alloc(100, false);
     std::memset(keep, 0x5A, 100);
     CHECK_THROWS_AS(heap.alloc(std::size_t{1} << 62, false), std::bad_alloc);
@@ -194,7 +195,7 @@ TEST_CASE("heap: an impossible size throws bad_alloc and the heap stays usable",
 }
 
 TEST_CASE("heap: an OS refusal throws bad_alloc and loses nothing", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     std::vector<std::uint64_t*> objects;
     for (int i = 0; i < 1000; ++i) {
         auto* p = static_cast<std::uint64_t*>(heap.alloc(64, false));
@@ -213,7 +214,7 @@ TEST_CASE("heap: an OS refusal throws bad_alloc and loses nothing", "[heap]") {
 }
 
 TEST_CASE("heap: a thread's spans return to the central lists when it exits", "[heap][threads]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     std::uintptr_t first_object = 0;
     std::thread([&] { first_object = addr(heap.alloc(32, false)); }).join();
     // The span the thread used, with 255 free slots, is now on its central
@@ -230,8 +231,8 @@ TEST_CASE("heap: a thread's spans return to the central lists when it exits", "[
 }
 
 TEST_CASE("heap: one thread can use several heaps and each keeps its own cache", "[heap][threads]") {
-    Heap a;
-    Heap b;
+    Heap a(gcheap::test::no_gc());
+    Heap b(gcheap::test::no_gc());
     for (int i = 0; i < 1000; ++i) {
         void* pa = a.alloc(16, false);
         void* pb = b.alloc(16, false);
@@ -247,7 +248,7 @@ TEST_CASE("heap: one thread can use several heaps and each keeps its own cache",
 }
 
 TEST_CASE("heap: a heap destroyed before its threads exit is forgotten safely", "[heap][threads]") {
-    auto heap = std::make_unique<Heap>();
+    auto heap = std::make_unique<Heap>(gcheap::test::no_gc());
     std::mutex mu;
     std::condition_variable cv;
     bool allocated = false;
@@ -271,7 +272,7 @@ TEST_CASE("heap: a heap destroyed before its threads exit is forgotten safely", 
     }
     cv.notify_all();
     worker.join();
-    Heap fresh;  // may reuse the address; must not inherit stale caches
+    Heap fresh(gcheap::test::no_gc());  // may reuse the address; must not inherit stale caches
     CHECK(fresh.alloc(64, false) != nullptr);
     CHECK(fresh.read_mem_stats().Mallocs == 1);
 }
@@ -300,7 +301,7 @@ TEST_CASE("public API: alloc, alloc_noscan and make use the default heap", "[hea
 }
 
 TEST_CASE("heap: page states follow allocation and release", "[heap]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     int local = 0;
     CHECK(heap.page_state(addr(&local)) == PageState::kOutside);
     void* p = heap.alloc(100, false);

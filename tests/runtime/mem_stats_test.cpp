@@ -1,6 +1,7 @@
 // MemStats: Go's field meanings and identities, on every read, also while
 // several threads allocate (Go's TestMemStats, TestReadMemStats, TestPageAccounting).
 #include "runtime/heap.hpp"
+#include "tests/support/heap_fixture.hpp"
 
 #include <gcheap/gcheap.hpp>
 
@@ -59,7 +60,7 @@ TEST_CASE("mem stats: the struct has exactly Go's fields", "[mem_stats]") {
 }
 
 TEST_CASE("mem stats: a fresh heap has no objects and the identities hold", "[mem_stats]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     const MemStats s = heap.read_mem_stats();
     CHECK(check_identities(s).empty());
     CHECK(s.HeapAlloc == 0);
@@ -68,7 +69,7 @@ TEST_CASE("mem stats: a fresh heap has no objects and the identities hold", "[me
 }
 
 TEST_CASE("mem stats: one 16-byte object alone costs a whole 8 KiB page of HeapInuse", "[mem_stats]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     const MemStats before = heap.read_mem_stats();
     heap.alloc(16, false);
     const MemStats after = heap.read_mem_stats();
@@ -82,7 +83,7 @@ TEST_CASE("mem stats: one 16-byte object alone costs a whole 8 KiB page of HeapI
 }
 
 TEST_CASE("mem stats: counts are slot sizes and page-rounded large sizes", "[mem_stats]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     heap.alloc(17, false);        // class 3: 24 bytes
     heap.alloc(1025, true);       // class 33: 1152 bytes
     heap.alloc(40000, false);     // large: 5 pages
@@ -99,7 +100,7 @@ TEST_CASE("mem stats: counts are slot sizes and page-rounded large sizes", "[mem
 }
 
 TEST_CASE("mem stats: fast counters equal a slow recount of every span", "[mem_stats]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     std::mt19937 rng(12345);
     for (int i = 0; i < 200000; ++i) {
         const std::size_t size = std::uniform_int_distribution<std::size_t>(0, 100)(rng) < 98
@@ -121,7 +122,7 @@ TEST_CASE("mem stats: fast counters equal a slow recount of every span", "[mem_s
 }
 
 TEST_CASE("mem stats: metadata is counted where it lives", "[mem_stats]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     for (int i = 0; i < 10000; ++i) heap.alloc(8192, false);  // 10000 spans of class 51
     const MemStats s = heap.read_mem_stats();
     CHECK(s.MSpanInuse >= 10000 * sizeof(Span));
@@ -132,7 +133,7 @@ TEST_CASE("mem stats: metadata is counted where it lives", "[mem_stats]") {
 }
 
 TEST_CASE("mem stats: identities hold on every read while four threads allocate", "[mem_stats][threads]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     constexpr int kThreads = 4;
     constexpr int kPerThread = 150000;
     std::atomic<int> running{kThreads};
@@ -182,7 +183,7 @@ TEST_CASE("mem stats: identities hold on every read while four threads allocate"
 }
 
 TEST_CASE("mem stats: releasing free pages moves them from idle-resident to released", "[mem_stats]") {
-    Heap heap;
+    Heap heap(gcheap::test::no_gc());
     heap.alloc(100, false);
     const MemStats before = heap.read_mem_stats();
     heap.release_free_pages();  // nothing resident is free yet: growth counts as released

@@ -1,0 +1,248 @@
+// One collection cycle; see collector.hpp for the phases and their rules.
+#include "gc/collector.hpp"
+
+#include "runtime/heap.hpp"
+
+#include <fmt/format.h>
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace gcheap::detail {
+
+namespace {
+
+std::uint64_t monotonic_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t unix_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+unsigned online_cpus() {
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? static_cast<unsigned>(n) : 1u;
+}
+
+unsigned mark_threads_for(const HeapOptions& options) {
+    return options.mark_threads != 0 ? options.mark_threads : online_cpus();
+}
+
+// Go's fmtNSAsMS: whole milliseconds from 10 ms up, else two significant
+// digits with at most three decimals.
+std::string ns_as_ms(std::uint64_t ns) {
+    if (ns >= 10000000) return fmt::format("{}", ns / 1000000);
+    std::uint64_t x = ns / 1000;
+    if (x == 0) return "0";
+    int decimals = 3;
+    while (x >= 100) {
+        x /= 10;
+        --decimals;
+    }
+    std::string digits = fmt::format("{}", x);
+    while (static_cast<int>(digits.size()) <= decimals) digits.insert(digits.begin(), '0');
+    if (decimals == 0) return digits;
+    digits.insert(digits.end() - decimals, '.');
+    return digits;
+}
+
+struct OwnStack {
+    std::uintptr_t lo = 0;
+    std::uintptr_t hi = 0;
+};
+thread_local OwnStack tls_own_stack;
+
+const OwnStack& own_stack() {
+    if (tls_own_stack.hi == 0) current_stack_bounds(tls_own_stack.lo, tls_own_stack.hi);
+    return tls_own_stack;
+}
+
+struct ScanOwnStack {
+    Marker* marker;
+    std::uintptr_t hi;
+    std::uint64_t* scanned;
+};
+
+void scan_own_stack(std::uintptr_t sp, void* arg) {
+    auto* self = static_cast<ScanOwnStack*>(arg);
+    self->marker->scan_stack(sp, self->hi, nullptr);
+    *self->scanned += self->hi - sp;
+}
+
+}  // namespace
+
+Collector::Collector(Heap& heap, const HeapOptions& options)
+    : heap_(heap),
+      gctrace_(options.gctrace),
+      started_ns_(monotonic_ns()),
+      pacer_(options),
+      marker_(heap, mark_threads_for(options)),
+      sweeper_(heap, options.background_sweeper),
+      finalizers_(heap) {}
+
+Collector::~Collector() = default;
+
+void Collector::collect() {
+    std::lock_guard<std::mutex> lock(cycle_mu_);
+    run_cycle(true);
+    phase_.store(GcPhase::kSweep, std::memory_order_relaxed);
+    sweeper_.sweep_all();
+    phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
+}
+
+void Collector::collect_triggered() {
+    const std::uint32_t seen = num_gc();
+    std::lock_guard<std::mutex> lock(cycle_mu_);
+    if (num_gc() != seen) return;  // another thread collected while we waited
+    if (!should_trigger(heap_.heap_live_.load(std::memory_order_relaxed))) return;
+    run_cycle(false);
+    phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
+    sweeper_.wake_background();
+}
+
+void Collector::collect_for_memory() {
+    std::lock_guard<std::mutex> lock(cycle_mu_);
+    run_cycle(false);
+    sweeper_.sweep_all();
+    phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
+}
+
+void Collector::run_cycle(bool forced) {
+    CycleTimes t{};
+    t.start_ns = monotonic_ns();
+    phase_.store(GcPhase::kSweepTermination, std::memory_order_relaxed);
+    sweeper_.sweep_all();  // W2: every mark bit is clear from here on
+    marker_.ensure_helpers();
+    const OwnStack& stack = own_stack();  // may allocate; must precede the stop
+    (void)stack;
+
+    phase_.store(GcPhase::kStop, std::memory_order_relaxed);
+    t.start_ns = monotonic_ns();
+    heap_.gate_.lock();
+    std::unique_lock<std::mutex> roots_lock(roots_.mutex());
+    std::unique_lock<std::mutex> finalizers_lock(finalizers_.mutex());
+    threads_.stop_the_world();
+    t.stopped_ns = monotonic_ns();
+
+    phase_.store(GcPhase::kMark, std::memory_order_relaxed);
+    heap_.flush_all_caches_stopped();
+    t.live_before = heap_.heap_live_.load(std::memory_order_relaxed);
+    marker_.begin_cycle();
+    mark_roots_stopped(t);
+    marker_.drain();
+    if (finalizers_.resurrect_unreachable_locked(marker_) != 0) marker_.drain();
+    if (after_mark_hook_ != nullptr) after_mark_hook_(heap_, after_mark_arg_);
+    t.marked = marker_.marked_bytes();
+    t.marked_ns = monotonic_ns();
+
+    phase_.store(GcPhase::kMarkTermination, std::memory_order_relaxed);
+    sweeper_.begin_cycle(begin_sweep_stopped());
+    heap_.heap_live_.store(t.marked, std::memory_order_relaxed);
+    {
+        MemStats now;
+        heap_.compute_stats_locked(now);
+        pacer_.commit(t.marked, now.Sys - now.HeapReleased, now.HeapIdle - now.HeapReleased, now.HeapAlloc);
+    }
+    t.goal = pacer_.goal();
+    t.end_ns = monotonic_ns();
+    record_cycle(t, forced);
+    threads_.start_the_world();
+    finalizers_lock.unlock();
+    roots_lock.unlock();
+    heap_.gate_.unlock();
+    phase_.store(GcPhase::kSweep, std::memory_order_relaxed);
+    finalizers_.run_staged();
+    if (gctrace_ > 0) print_gctrace(t, forced);
+}
+
+void Collector::mark_roots_stopped(CycleTimes& t) {
+    roots_.for_each_locked([&](std::uintptr_t begin, std::uintptr_t end) { marker_.scan_root_range(begin, end); });
+    t.globals = roots_.bytes_locked();
+    std::uint64_t stacks = 0;
+    const pthread_t self = pthread_self();
+    threads_.for_each_locked([&](const ThreadRecord& r) {
+        if (pthread_equal(r.thread, self)) return;
+        const std::uintptr_t sp = r.stop_state->stop_sp;
+        if (sp < r.stack_lo || sp > r.stack_hi) return;  // not on its own stack: nothing we can scan safely
+        marker_.scan_stack(sp, r.stack_hi, r.stop_state->fake_stack);
+        stacks += r.stack_hi - sp;
+    });
+    ScanOwnStack own{&marker_, tls_own_stack.hi, &stacks};
+    with_registers_on_stack(scan_own_stack, &own);
+    t.stacks = stacks;
+    finalizers_.mark_roots_locked(marker_);
+}
+
+std::size_t Collector::begin_sweep_stopped() {
+    std::size_t spans = 0;
+    for (Central& central : heap_.centrals_) {
+        central.begin_sweep_locked();
+        spans += central.unswept_locked().size();
+    }
+    while (Span* span = heap_.large_spans_.pop_front()) {
+        span->home = SpanHome::kUnswept;
+        heap_.large_unswept_.push_front(span);
+        ++spans;
+    }
+    return spans;
+}
+
+void Collector::record_cycle(const CycleTimes& t, bool forced) {
+    const std::uint64_t pause = t.end_ns - t.start_ns;
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    const std::uint32_t n = num_gc_.load(std::memory_order_relaxed);
+    const std::uint64_t end = unix_ns();
+    pause_ns_[n % 256] = pause;
+    pause_end_[n % 256] = end;
+    pause_total_ns_ += pause;
+    last_gc_unix_ns_ = end;
+    gc_cpu_ns_ += pause * online_cpus();  // the world is stopped on every CPU, as Go counts it
+    if (forced) ++num_forced_gc_;
+    num_gc_.store(n + 1, std::memory_order_release);
+}
+
+void Collector::fill_mem_stats(MemStats& s) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    s.NextGC = pacer_.goal() == Pacer::kNoGoal ? 0 : pacer_.goal();
+    s.LastGC = last_gc_unix_ns_;
+    s.PauseTotalNs = pause_total_ns_;
+    for (std::size_t i = 0; i < 256; ++i) {
+        s.PauseNs[i] = pause_ns_[i];
+        s.PauseEnd[i] = pause_end_[i];
+    }
+    s.NumGC = num_gc_.load(std::memory_order_relaxed);
+    s.NumForcedGC = num_forced_gc_;
+    const auto wall = static_cast<double>(monotonic_ns() - started_ns_);
+    s.GCCPUFraction = wall > 0 ? static_cast<double>(gc_cpu_ns_) / (wall * online_cpus()) : 0.0;
+}
+
+void Collector::print_gctrace(const CycleTimes& t, bool forced) {
+    const unsigned procs = online_cpus();
+    const auto since_start = static_cast<double>(monotonic_ns() - started_ns_);
+    double fraction = 0;
+    {
+        std::lock_guard<std::mutex> lock(stats_mu_);
+        fraction = since_start > 0 ? static_cast<double>(gc_cpu_ns_) / (since_start * procs) : 0.0;
+    }
+    const std::uint64_t stop = t.stopped_ns - t.start_ns;
+    const std::uint64_t mark = t.marked_ns - t.stopped_ns;
+    const std::uint64_t term = t.end_ns - t.marked_ns;
+    const std::string line = fmt::format(
+        "gc {} @{:.3f}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, "
+        "{} MB globals, {} P{}\n",
+        num_gc(), static_cast<double>(t.start_ns - started_ns_) / 1e9,
+        static_cast<int>(fraction * 100), ns_as_ms(stop), ns_as_ms(mark), ns_as_ms(term), ns_as_ms(stop * procs),
+        ns_as_ms(0), ns_as_ms(mark * marker_.mark_threads()), ns_as_ms(0), ns_as_ms(term * procs), t.live_before >> 20,
+        t.live_before >> 20, t.marked >> 20, t.goal == Pacer::kNoGoal ? 0 : t.goal >> 20, t.stacks >> 20,
+        t.globals >> 20, procs, forced ? " (forced)" : "");
+    std::fputs(line.c_str(), stderr);
+}
+
+}  // namespace gcheap::detail

@@ -1,0 +1,117 @@
+// Finalizers; see finalizers.hpp.
+#include "gc/finalizers.hpp"
+
+#include "gc/marker.hpp"
+#include "runtime/heap.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+namespace gcheap::detail {
+
+Finalizers::Finalizers(Heap& heap) : heap_(heap) {}
+
+Finalizers::~Finalizers() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+void Finalizers::set(void* object, FinalizerFn fn) {
+    const auto addr = reinterpret_cast<std::uintptr_t>(object);
+    ObjectRef ref;
+    if (!heap_.find_object(addr, ref)) {
+        char text[96];
+        std::snprintf(text, sizeof text, "gcheap::set_finalizer: %p is not an allocated gcheap object", object);
+        throw std::invalid_argument(text);
+    }
+    const bool tiny_block = ref.span->noscan && ref.span->size_class == kTinySizeClass;
+    if (ref.base != addr && !tiny_block) {
+        char text[128];
+        std::snprintf(text, sizeof text, "gcheap::set_finalizer: %p points inside the object at %#lx, not at its start",
+                      object, static_cast<unsigned long>(ref.base));
+        throw std::invalid_argument(text);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fn == nullptr) {
+        table_.erase(addr);
+        return;
+    }
+    if (!table_.emplace(addr, fn).second) throw std::invalid_argument("gcheap::set_finalizer: finalizer already set");
+    if (!thread_.joinable()) thread_ = std::thread([this] { thread_main(); });
+}
+
+void Finalizers::mark_roots_locked(Marker& marker) {
+    for (const Pending& p : staged_) marker.grey(reinterpret_cast<std::uintptr_t>(p.object));
+    for (const Pending& p : queue_) marker.grey(reinterpret_cast<std::uintptr_t>(p.object));
+    for (const auto& [object, fn] : table_) marker.scan_object_words(object);
+}
+
+std::size_t Finalizers::resurrect_unreachable_locked(Marker& marker) {
+    std::size_t found = 0;
+    for (auto it = table_.begin(); it != table_.end();) {
+        if (marker.is_marked(it->first)) {
+            ++it;
+            continue;
+        }
+        marker.grey(it->first);  // survives this cycle for its finalizer
+        staged_.push_back({reinterpret_cast<void*>(it->first), it->second});
+        it = table_.erase(it);
+        ++found;
+    }
+    return found;
+}
+
+void Finalizers::run_staged() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (staged_.empty()) return;
+        while (!staged_.empty()) {
+            queue_.push_back(staged_.front());
+            staged_.pop_front();
+        }
+    }
+    cv_.notify_all();
+}
+
+std::size_t Finalizers::registered() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return table_.size();
+}
+
+std::uint64_t Finalizers::finalizers_run() const {
+    std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+    return run_count_;
+}
+
+void Finalizers::wait_idle() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return (queue_.empty() && !running_one_) || stopping_; });
+}
+
+void Finalizers::thread_main() {
+    heap_.register_current_thread();  // its stack holds the object being finalized
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) break;
+        Pending next = queue_.front();
+        queue_.pop_front();
+        running_one_ = true;
+        lock.unlock();
+        next.fn(next.object);  // the object stays alive: `next` is on this stack
+        next.object = nullptr;
+        lock.lock();
+        running_one_ = false;
+        ++run_count_;
+        cv_.notify_all();
+    }
+    lock.unlock();
+    heap_.unregister_current_thread();
+}
+
+}  // namespace gcheap::detail

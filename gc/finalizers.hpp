@@ -1,0 +1,77 @@
+// Finalizers with Go's semantics (mfinal.go).
+//
+//   - set(obj, fn): obj must be the start of an allocated gcheap object (or,
+//     as in Go, any byte of a tiny block); fn == nullptr clears; setting a
+//     second finalizer throws, as Go's "finalizer already set" is fatal.
+//   - While obj is registered, everything obj references is kept alive
+//     (marked from obj's words) but obj itself is not, unless it is reachable.
+//   - When a collection finds obj unreachable, it marks obj again (it survives
+//     this cycle), removes the registration and queues fn(obj). A single
+//     finalizer thread, registered with the heap so that its stack is
+//     scanned, runs queued finalizers one at a time; queued objects are roots
+//     until their finalizer has run. obj is freed by a later cycle if it is
+//     still unreachable then: finalizable objects need two cycles.
+//   - Each finalizer runs at most once. Cycles through a finalizable object
+//     keep it alive, as in Go.
+// Locking: mutex() guards the table and the queue; the collector holds it
+// from before the world stop until after the restart (registration mallocs).
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace gcheap::detail {
+
+class Heap;
+class Marker;
+
+using FinalizerFn = void (*)(void*);
+
+class Finalizers {
+public:
+    explicit Finalizers(Heap& heap);
+    ~Finalizers();
+    Finalizers(const Finalizers&) = delete;
+    Finalizers& operator=(const Finalizers&) = delete;
+
+    void set(void* object, FinalizerFn fn);
+
+    std::mutex& mutex() { return mu_; }
+    /// World stopped: queued objects are roots; registered objects' words are scanned.
+    void mark_roots_locked(Marker& marker);
+    /// World stopped, after marking: resurrects unreachable registered objects
+    /// and moves them to the queue's staging area. Returns how many.
+    std::size_t resurrect_unreachable_locked(Marker& marker);
+    /// World running: hands staged finalizers to the finalizer thread.
+    void run_staged();
+
+    std::size_t registered();
+    std::uint64_t finalizers_run() const;
+    /// Blocks until every queued finalizer has run (for tests and free_os_memory).
+    void wait_idle();
+
+private:
+    struct Pending {
+        void* object;
+        FinalizerFn fn;
+    };
+    void thread_main();
+
+    Heap& heap_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::unordered_map<std::uintptr_t, FinalizerFn> table_;
+    std::deque<Pending> staged_;  // found unreachable, not yet handed over
+    std::deque<Pending> queue_;   // waiting for the finalizer thread
+    bool running_one_ = false;
+    bool stopping_ = false;
+    std::uint64_t run_count_ = 0;
+    std::thread thread_;
+};
+
+}  // namespace gcheap::detail

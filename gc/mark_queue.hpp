@@ -1,0 +1,67 @@
+// MarkStack: the explicit stack of grey ranges the marker works through
+// (Go's gcWork buffers, Boehm's mark stack).
+//
+// Marking never recurses on the C stack: a grey object is pushed as the range
+// of words to scan, and large ranges are scanned in chunks, the rest pushed
+// back. The stack grows by doubling, with memory mapped directly from the OS
+// (never malloc: the world is stopped while marking, and a suspended thread
+// may hold the C allocator's locks).
+//
+// Overflow: when the stack cannot grow (the OS refuses, or the configured
+// limit is reached), push() returns false and the caller records overflow;
+// the object stays marked but unscanned, and the marker rescans the heap for
+// such objects afterwards (Boehm's overflow-and-rescan). Marking therefore
+// always completes, in bounded memory.
+//
+// Not thread-safe: each mark worker owns one; sharing goes through
+// Marker's pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace gcheap::detail {
+
+struct MarkRange {
+    std::uintptr_t begin;
+    std::uintptr_t end;
+};
+
+class MarkStack {
+public:
+    MarkStack() = default;
+    ~MarkStack();
+    MarkStack(const MarkStack&) = delete;
+    MarkStack& operator=(const MarkStack&) = delete;
+
+    bool push(MarkRange range) {
+        if (size_ == capacity_ && !grow()) return false;
+        items_[size_++] = range;
+        return true;
+    }
+    bool pop(MarkRange& out) {
+        if (size_ == 0) return false;
+        out = items_[--size_];
+        return true;
+    }
+    std::size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    void clear() { size_ = 0; }
+    /// Moves the oldest `count` items (the bottom of the stack) out to `out`.
+    std::size_t take_bottom(MarkRange* out, std::size_t count);
+
+    /// Caps the number of entries (0: no cap); used to test overflow handling.
+    void set_limit(std::size_t max_entries) { limit_ = max_entries; }
+    /// Bytes mapped for the stack (MemStats.GCSys).
+    std::size_t sys_bytes() const { return capacity_ * sizeof(MarkRange); }
+
+private:
+    bool grow();
+
+    MarkRange* items_ = nullptr;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+    std::size_t limit_ = 0;
+};
+
+}  // namespace gcheap::detail

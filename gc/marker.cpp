@@ -1,0 +1,312 @@
+// Conservative parallel marking; see marker.hpp.
+#include "gc/marker.hpp"
+
+#include "runtime/heap.hpp"
+
+#include <algorithm>
+#include <atomic>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GCHEAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GCHEAP_ASAN 1
+#endif
+#endif
+#ifdef GCHEAP_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+#if defined(__clang__)
+#define GCHEAP_NO_SANITIZE_SCAN __attribute__((no_sanitize("address", "thread", "hwaddress")))
+#else
+#define GCHEAP_NO_SANITIZE_SCAN __attribute__((no_sanitize_address, no_sanitize_thread))
+#endif
+
+namespace gcheap::detail {
+
+namespace {
+
+constexpr std::size_t kScanChunk = 64 * 1024;     // bytes of one large object scanned per work item
+constexpr std::size_t kShareThreshold = 64;       // keep at least this many items before sharing
+constexpr std::size_t kTransferBatch = 256;       // items moved to or from the pool at once
+
+bool test_and_set_mark(Span* span, std::uint32_t index) {
+    std::atomic_ref<std::uint64_t> word(span->mark_bits()[index / 64]);
+    const std::uint64_t bit = std::uint64_t{1} << (index % 64);
+    if ((word.load(std::memory_order_relaxed) & bit) != 0) return false;
+    return (word.fetch_or(bit, std::memory_order_relaxed) & bit) == 0;
+}
+
+}  // namespace
+
+Marker::Marker(Heap& heap, unsigned mark_threads)
+    : index_(heap.arena_index()), mark_threads_(std::max(1u, mark_threads)) {
+    for (unsigned i = 0; i < mark_threads_; ++i) workers_.push_back(std::make_unique<Worker>());
+}
+
+Marker::~Marker() {
+    {
+        std::lock_guard<std::mutex> lock(pool_mu_);
+        stopping_ = true;
+    }
+    pool_cv_.notify_all();
+    for (std::thread& t : helpers_) t.join();
+}
+
+unsigned Marker::ensure_helpers() {
+    while (helpers_.size() + 1 < mark_threads_) {
+        const auto index = static_cast<unsigned>(helpers_.size() + 1);
+        try {
+            helpers_.emplace_back([this, index] { helper_main(index); });
+        } catch (...) {
+            break;  // no thread: mark with fewer helpers
+        }
+    }
+    return static_cast<unsigned>(helpers_.size() + 1);
+}
+
+void Marker::set_stack_limit_for_testing(std::size_t entries) {
+    for (auto& w : workers_) w->stack.set_limit(entries);
+    pool_.set_limit(entries);
+}
+
+void Marker::begin_cycle() {
+    for (auto& w : workers_) {
+        w->stack.clear();
+        w->marked_bytes = 0;
+        w->scanned_bytes = 0;
+    }
+    pool_.clear();
+    overflow_.store(false, std::memory_order_relaxed);
+    overflow_rescans_ = 0;
+}
+
+std::uint64_t Marker::marked_bytes() const {
+    std::uint64_t total = 0;
+    for (const auto& w : workers_) total += w->marked_bytes;
+    return total;
+}
+
+std::size_t Marker::sys_bytes() const {
+    std::size_t total = pool_.sys_bytes();
+    for (const auto& w : workers_) total += w->stack.sys_bytes();
+    return total;
+}
+
+std::uint64_t Marker::scanned_bytes() const {
+    std::uint64_t total = 0;
+    for (const auto& w : workers_) total += w->scanned_bytes;
+    return total;
+}
+
+inline void Marker::grey_candidate(Worker& worker, std::uintptr_t candidate) {
+    if (candidate < index_.lowest() || candidate >= index_.highest()) return;
+    Span* span = index_.span_of(candidate);
+    if (span == nullptr || candidate >= span->limit()) return;
+    const std::uint32_t index = span->object_index(candidate);
+    if (!span->is_allocated(index)) return;  // a free slot: stale value, ignore
+    if (!test_and_set_mark(span, index)) return;
+    worker.marked_bytes += span->elem_size;
+    if (span->noscan) return;
+    const std::uintptr_t base = span->object_base(index);
+    if (!worker.stack.push({base, base + span->elem_size})) overflow_.store(true, std::memory_order_relaxed);
+}
+
+// Reads every word of [begin, end), which may be a thread's stack with
+// sanitizer redzones or another thread's data: exempt from instrumentation.
+GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worker, std::uintptr_t begin, std::uintptr_t end) {
+    begin = (begin + sizeof(std::uintptr_t) - 1) & ~(sizeof(std::uintptr_t) - 1);
+    const std::uintptr_t lowest = index_.lowest();
+    const std::uintptr_t highest = index_.highest();
+    for (std::uintptr_t p = begin; p + sizeof(std::uintptr_t) <= end; p += sizeof(std::uintptr_t)) {
+        const std::uintptr_t candidate = *reinterpret_cast<const volatile std::uintptr_t*>(p);
+        if (candidate >= lowest && candidate < highest) grey_candidate(worker, candidate);
+    }
+    worker.scanned_bytes += end > begin ? end - begin : 0;
+}
+
+void Marker::scan_root_range(std::uintptr_t begin, std::uintptr_t end) {
+    if (begin < end) scan_words(*workers_[0], begin, end);
+}
+
+GCHEAP_NO_SANITIZE_SCAN void Marker::scan_stack(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack) {
+    scan_root_range(sp, hi);
+#ifdef GCHEAP_ASAN
+    if (fake_stack == nullptr) return;
+    for (std::uintptr_t p = sp & ~(sizeof(std::uintptr_t) - 1); p + sizeof(std::uintptr_t) <= hi;
+         p += sizeof(std::uintptr_t)) {
+        void* frame_begin = nullptr;
+        void* frame_end = nullptr;
+        void* word = *reinterpret_cast<void* const volatile*>(p);
+        if (__asan_addr_is_in_fake_stack(fake_stack, word, &frame_begin, &frame_end) != nullptr) {
+            scan_root_range(reinterpret_cast<std::uintptr_t>(frame_begin), reinterpret_cast<std::uintptr_t>(frame_end));
+        }
+    }
+#else
+    (void)fake_stack;
+#endif
+}
+
+bool Marker::grey(std::uintptr_t addr) {
+    const std::uint64_t before = workers_[0]->marked_bytes;
+    grey_candidate(*workers_[0], addr);
+    return workers_[0]->marked_bytes != before;
+}
+
+void Marker::scan_object_words(std::uintptr_t base) {
+    Span* span = index_.span_of(base);
+    if (span == nullptr || span->noscan) return;
+    const std::uintptr_t object = span->object_base(span->object_index(base));
+    if (!workers_[0]->stack.push({object, object + span->elem_size})) overflow_.store(true, std::memory_order_relaxed);
+}
+
+bool Marker::is_marked(std::uintptr_t addr) const {
+    Span* span = index_.span_of(addr);
+    if (span == nullptr || addr >= span->limit()) return false;
+    const std::uint32_t index = span->object_index(addr);
+    return (std::atomic_ref<std::uint64_t>(span->mark_bits()[index / 64]).load(std::memory_order_relaxed) >>
+            (index % 64)) & 1;
+}
+
+void Marker::share(Worker& worker) {
+    MarkRange batch[kTransferBatch];
+    const std::size_t n = worker.stack.take_bottom(batch, std::min(kTransferBatch, worker.stack.size() / 2));
+    {
+        std::lock_guard<std::mutex> lock(pool_mu_);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!pool_.push(batch[i])) overflow_.store(true, std::memory_order_relaxed);  // rescan finds them
+        }
+    }
+    pool_cv_.notify_all();
+}
+
+void Marker::work(Worker& worker) {
+    for (;;) {
+        MarkRange range;
+        while (worker.stack.pop(range)) {
+            // A large range is split so others can help; if the rest cannot
+            // be pushed, it is scanned here and now instead.
+            if (range.end - range.begin > kScanChunk && worker.stack.push({range.begin + kScanChunk, range.end})) {
+                range.end = range.begin + kScanChunk;
+            }
+            scan_words(worker, range.begin, range.end);
+            if (active_ > 1 && worker.stack.size() > kShareThreshold && waiting_.load(std::memory_order_relaxed) > 0) {
+                share(worker);
+            }
+        }
+        std::unique_lock<std::mutex> lock(pool_mu_);
+        for (;;) {
+            if (!pool_.empty()) {
+                MarkRange item;
+                for (std::size_t i = 0; i < kTransferBatch && pool_.pop(item); ++i) {
+                    if (!worker.stack.push(item)) overflow_.store(true, std::memory_order_relaxed);
+                }
+                break;
+            }
+            if (done_) return;
+            if (++idle_ == active_) {
+                done_ = true;
+                lock.unlock();
+                pool_cv_.notify_all();
+                return;
+            }
+            waiting_.fetch_add(1, std::memory_order_relaxed);
+            pool_cv_.wait(lock, [&] { return done_ || !pool_.empty(); });
+            waiting_.fetch_sub(1, std::memory_order_relaxed);
+            if (done_) return;
+            --idle_;
+        }
+    }
+}
+
+void Marker::helper_main(unsigned index) {
+    Worker& worker = *workers_[index];
+    std::uint64_t seen_round = 0;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(pool_mu_);
+            pool_cv_.wait(lock, [&] { return stopping_ || round_ != seen_round; });
+            if (stopping_) return;
+            seen_round = round_;
+        }
+        work(worker);
+        {
+            std::lock_guard<std::mutex> lock(pool_mu_);
+            ++finished_;
+        }
+        pool_cv_.notify_all();
+    }
+}
+
+void Marker::drain_parallel() {
+    Worker& self = *workers_[0];
+    const auto helpers = static_cast<unsigned>(helpers_.size());
+    if (helpers == 0) {
+        active_ = 1;
+        work(self);
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(pool_mu_);
+        // Seed the pool with everything greyed so far, so that helpers start at once.
+        MarkRange item;
+        while (self.stack.pop(item)) {
+            if (!pool_.push(item)) overflow_.store(true, std::memory_order_relaxed);
+        }
+        active_ = helpers + 1;
+        idle_ = 0;
+        finished_ = 0;
+        done_ = false;
+        ++round_;
+    }
+    pool_cv_.notify_all();
+    work(self);
+    // Helpers still touch the pool until they leave work(): wait for them.
+    std::unique_lock<std::mutex> lock(pool_mu_);
+    pool_cv_.wait(lock, [&] { return finished_ == helpers; });
+}
+
+void Marker::drain_alone(Worker& worker) {
+    {
+        std::lock_guard<std::mutex> lock(pool_mu_);
+        active_ = 1;
+        idle_ = 0;
+        done_ = false;
+    }
+    work(worker);
+}
+
+void Marker::rescan_marked_objects(Worker& worker) {
+    // Single-threaded, draining in place whenever the stack fills, so that
+    // only newly marked objects can overflow again: each round marks more,
+    // hence the rounds end.
+    ++overflow_rescans_;
+    index_.for_each_arena([&](const ArenaMeta& meta) {
+        for (std::size_t p = 0; p < kPagesPerArena; ++p) {
+            Span* span = meta.spans[p].load(std::memory_order_relaxed);
+            if (span == nullptr || span->base != meta.base + p * kPageSize || span->noscan) continue;
+            for (std::uint32_t i = 0; i < span->nelems; ++i) {
+                if (((span->mark_bits()[i / 64] >> (i % 64)) & 1) == 0) continue;
+                const std::uintptr_t base = span->object_base(i);
+                while (!worker.stack.push({base, base + span->elem_size})) {
+                    if (worker.stack.empty()) {  // cannot hold even one item: scan it directly
+                        scan_words(worker, base, base + span->elem_size);
+                        break;
+                    }
+                    drain_alone(worker);
+                }
+            }
+        }
+    });
+    drain_alone(worker);
+}
+
+void Marker::drain() {
+    drain_parallel();
+    // Boehm's overflow-and-rescan: marked objects whose words were never
+    // queued are found again by walking the heap, until a round overflows no more.
+    while (overflow_.exchange(false, std::memory_order_relaxed)) rescan_marked_objects(*workers_[0]);
+}
+
+}  // namespace gcheap::detail

@@ -1,0 +1,159 @@
+// Lazy sweeping; see sweeper.hpp.
+#include "gc/sweeper.hpp"
+
+#include "runtime/heap.hpp"
+
+#include <bit>
+#include <cstring>
+
+namespace gcheap::detail {
+
+Sweeper::Sweeper(Heap& heap, bool background) : heap_(heap) {
+    if (background) background_ = std::thread([this] { background_main(); });
+}
+
+Sweeper::~Sweeper() {
+    if (background_.joinable()) {
+        {
+            std::lock_guard<std::mutex> lock(bg_mu_);
+            bg_stop_ = true;
+        }
+        bg_cv_.notify_all();
+        background_.join();
+    }
+}
+
+Sweeper::Result Sweeper::sweep_span(Span* span) {
+    Result result;
+    spans_swept_.fetch_add(1, std::memory_order_relaxed);
+    unswept_.fetch_sub(1, std::memory_order_acq_rel);
+    if (span->is_large()) {
+        if ((span->mark_bits()[0] & 1) != 0) {
+            span->mark_bits()[0] = 0;
+            return result;
+        }
+        result.freed_objects = 1;
+        result.released_pages = span->npages;
+        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+        heap_.large_free_bytes_ += span->elem_size;
+        ++heap_.large_free_count_;
+        heap_.pages_.free_span_locked(span);
+        return result;
+    }
+    const std::uint32_t words = (span->nelems + 63) / 64;
+    std::uint32_t marked = 0;
+    for (std::uint32_t w = 0; w < words; ++w) marked += static_cast<std::uint32_t>(std::popcount(span->mark_bits()[w]));
+    result.freed_objects = span->alloc_count.load(std::memory_order_relaxed) - marked;
+    // The mark bits become the alloc bits; the old alloc bits, cleared, the next mark bits.
+    span->alloc_bits_index ^= 1;
+    std::memset(span->mark_bits(), 0, words * sizeof(std::uint64_t));
+    span->free_index = 0;
+    span->refill_alloc_cache(0);
+    span->alloc_count.store(marked, std::memory_order_relaxed);
+    if (result.freed_objects != 0) span->needzero = true;
+    if (marked == 0) {
+        result.released_pages = span->npages;
+        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+        heap_.pages_.free_span_locked(span);
+    }
+    return result;
+}
+
+Span* Sweeper::sweep_for_allocation(std::size_t spc) {
+    if (!pending()) return nullptr;
+    Central& central = heap_.centrals_[spc];
+    for (int tries = 0; tries < 100; ++tries) {
+        Span* span = central.pop_unswept();
+        if (span == nullptr) return nullptr;
+        const Result r = sweep_span(span);
+        if (r.released_pages != 0) {
+            central.add_frees(r.freed_objects);
+        } else if (span->free_slots() > 0) {
+            central.add_frees(r.freed_objects);
+            return span;
+        } else {
+            central.push_swept(span, r.freed_objects);
+        }
+    }
+    return nullptr;
+}
+
+bool Sweeper::sweep_one(std::size_t& released_pages) {
+    for (std::size_t k = 0; k < kNumSpanClasses; ++k) {
+        const std::size_t spc = next_class_.fetch_add(1, std::memory_order_relaxed) % kNumSpanClasses;
+        Central& central = heap_.centrals_[spc];
+        Span* span = central.pop_unswept();
+        if (span == nullptr) continue;
+        const Result r = sweep_span(span);
+        if (r.released_pages != 0) central.add_frees(r.freed_objects);
+        else central.push_swept(span, r.freed_objects);
+        released_pages += r.released_pages;
+        return true;
+    }
+    Span* large = nullptr;
+    {
+        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+        large = heap_.large_unswept_.pop_front();
+    }
+    if (large == nullptr) return false;
+    const Result r = sweep_span(large);
+    released_pages += r.released_pages;
+    if (r.released_pages == 0) {
+        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+        large->home = SpanHome::kLarge;
+        heap_.large_spans_.push_front(large);
+    }
+    return true;
+}
+
+void Sweeper::reclaim(std::size_t npages) {
+    std::size_t released = 0;
+    while (pending() && released < npages && sweep_one(released)) {
+    }
+}
+
+void Sweeper::sweep_all() {
+    constexpr int kSpansPerGatePass = 64;  // let a world stop in between
+    bool more = true;
+    while (more && pending()) {
+        SharedGate gate(heap_.gate_);
+        std::size_t released = 0;
+        for (int i = 0; i < kSpansPerGatePass && (more = sweep_one(released)); ++i) {
+        }
+    }
+    // Spans popped by other threads may still be in flight; they hold the
+    // gate shared while they sweep, so closing it once waits for them.
+    heap_.gate_.lock();
+    heap_.gate_.unlock();
+}
+
+void Sweeper::wake_background() {
+    if (!background_.joinable()) return;
+    {
+        std::lock_guard<std::mutex> lock(bg_mu_);
+        bg_work_ = true;
+    }
+    bg_cv_.notify_one();
+}
+
+void Sweeper::background_main() {
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(bg_mu_);
+            bg_cv_.wait(lock, [&] { return bg_stop_ || bg_work_; });
+            if (bg_stop_) return;
+            bg_work_ = false;
+        }
+        while (pending()) {
+            {
+                std::lock_guard<std::mutex> lock(bg_mu_);
+                if (bg_stop_) return;
+            }
+            SharedGate gate(heap_.gate_);
+            std::size_t released = 0;
+            if (!sweep_one(released)) break;
+        }
+    }
+}
+
+}  // namespace gcheap::detail

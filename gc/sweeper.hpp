@@ -1,0 +1,82 @@
+// Sweeper: turns mark bits into allocation state, lazily (Go's mgcsweep.go).
+//
+// At the end of a mark phase every span becomes unswept (Central's unswept
+// lists, and the heap's large_unswept list). Sweeping one span:
+//   - a small span's mark bits become its alloc bits, the old alloc bits are
+//     cleared to serve as the next mark bits, free_index returns to 0 and
+//     alloc_count to the number of marked objects; freed slots get needzero;
+//     a span with no marked object returns to the page heap, the others to
+//     their central's partial or full list;
+//   - a large span is kept if marked, else freed to the page heap.
+// Spans are swept (1) on allocation, when a class has no partial span
+// (sweep_for_allocation); (2) before the page heap grows (reclaim); (3) by a
+// background thread after automatic collections; (4) completely by
+// collect() before it returns, and before the next cycle's world stop.
+//
+// Invariants: (W1) a span is swept exactly once per cycle, by whoever popped
+// it from an unswept list; (W2) when pending() is false, every span's mark
+// bits are clear (the marker relies on this).
+// Locking: sweeping holds the allocator gate shared (callers on the slow path
+// already do; sweep_all() takes it itself), never with the world stopped:
+// freeing pages may call malloc, which a stopped thread could hold.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+namespace gcheap::detail {
+
+class Heap;
+struct Span;
+
+class Sweeper {
+public:
+    Sweeper(Heap& heap, bool background);
+    ~Sweeper();
+    Sweeper(const Sweeper&) = delete;
+    Sweeper& operator=(const Sweeper&) = delete;
+
+    /// The collector has just made `spans` spans unswept (world stopped).
+    void begin_cycle(std::size_t spans) { unswept_.store(spans, std::memory_order_release); }
+    bool pending() const { return unswept_.load(std::memory_order_acquire) != 0; }
+
+    /// Gate held: sweeps unswept spans of class `spc` until one has a free
+    /// slot (at most 100, as Go's cacheSpan), returned unfiled; else nullptr.
+    struct Span* sweep_for_allocation(std::size_t spc);
+    /// Gate held: sweeps spans until `npages` pages have returned to the page
+    /// heap or nothing is left to sweep.
+    void reclaim(std::size_t npages);
+    /// Gate not held: sweeps everything left; on return no sweep is in flight.
+    void sweep_all();
+    /// Wakes the background sweeper (after an automatic collection).
+    void wake_background();
+
+    std::uint64_t spans_swept() const { return spans_swept_.load(std::memory_order_relaxed); }
+
+private:
+    struct Result {
+        std::uint32_t freed_objects = 0;
+        std::size_t released_pages = 0;  // non-zero: the span went back to the page heap
+    };
+    Result sweep_span(Span* span);
+    /// Sweeps one unswept span of any class and files it; false if none is left.
+    bool sweep_one(std::size_t& released_pages);
+    void background_main();
+
+    Heap& heap_;
+    std::atomic<std::size_t> unswept_{0};
+    std::atomic<std::size_t> next_class_{0};
+    std::atomic<std::uint64_t> spans_swept_{0};
+
+    std::mutex bg_mu_;
+    std::condition_variable bg_cv_;
+    bool bg_work_ = false;
+    bool bg_stop_ = false;
+    std::thread background_;
+};
+
+}  // namespace gcheap::detail

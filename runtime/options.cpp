@@ -1,0 +1,85 @@
+// HeapOptions::from_environment: the GCHEAP_* variables, parsed from one table
+// (Go's GOGC, GOMEMLIMIT and GODEBUG=gctrace).
+#include <gcheap/options.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string_view>
+
+namespace gcheap {
+
+namespace {
+
+bool parse_int(const char* text, long long& out) {
+    errno = 0;
+    char* end = nullptr;
+    out = std::strtoll(text, &end, 10);
+    return errno == 0 && end != text && *end == '\0';
+}
+
+// Go's GOMEMLIMIT syntax: an integer with an optional B, KiB, MiB, GiB or TiB suffix.
+bool parse_bytes(const char* text, std::int64_t& out) {
+    errno = 0;
+    char* end = nullptr;
+    const long long value = std::strtoll(text, &end, 10);
+    if (errno != 0 || end == text || value < 0) return false;
+    const std::string_view suffix(end);
+    int shift = -1;
+    if (suffix.empty() || suffix == "B") shift = 0;
+    else if (suffix == "KiB") shift = 10;
+    else if (suffix == "MiB") shift = 20;
+    else if (suffix == "GiB") shift = 30;
+    else if (suffix == "TiB") shift = 40;
+    if (shift < 0 || value > (std::numeric_limits<std::int64_t>::max() >> shift)) return false;
+    out = static_cast<std::int64_t>(value) << shift;
+    return true;
+}
+
+void warn(const char* name, const char* value) {
+    std::fprintf(stderr, "gcheap: ignoring %s=%s (not understood)\n", name, value);
+}
+
+}  // namespace
+
+HeapOptions HeapOptions::from_environment() {
+    HeapOptions options;
+    struct Variable {
+        const char* name;
+        void (*apply)(HeapOptions&, const char* name, const char* value);
+    };
+    static const Variable kVariables[] = {
+        {"GCHEAP_GOGC",
+         [](HeapOptions& o, const char* name, const char* value) {
+             long long n = 0;
+             if (std::strcmp(value, "off") == 0) o.gc_percent = -1;
+             else if (parse_int(value, n) && n >= -1 && n <= 1000000) o.gc_percent = static_cast<int>(n);
+             else warn(name, value);
+         }},
+        {"GCHEAP_MEMLIMIT",
+         [](HeapOptions& o, const char* name, const char* value) {
+             if (std::strcmp(value, "off") == 0) return;
+             if (!parse_bytes(value, o.memory_limit)) warn(name, value);
+         }},
+        {"GCHEAP_GCTRACE",
+         [](HeapOptions& o, const char* name, const char* value) {
+             long long n = 0;
+             if (parse_int(value, n) && n >= 0 && n <= 2) o.gctrace = static_cast<int>(n);
+             else warn(name, value);
+         }},
+        {"GCHEAP_MARK_THREADS",
+         [](HeapOptions& o, const char* name, const char* value) {
+             long long n = 0;
+             if (parse_int(value, n) && n >= 0 && n <= 1024) o.mark_threads = static_cast<unsigned>(n);
+             else warn(name, value);
+         }},
+    };
+    for (const Variable& v : kVariables) {
+        if (const char* value = std::getenv(v.name)) v.apply(options, v.name, value);
+    }
+    return options;
+}
+
+}  // namespace gcheap
