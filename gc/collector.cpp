@@ -90,7 +90,7 @@ Collector::Collector(Heap& heap, const HeapOptions& options)
 Collector::~Collector() = default;
 
 void Collector::collect() {
-    std::lock_guard<std::mutex> lock(cycle_mu_);
+    MutatorLock<> lock(cycle_mu_);
     run_cycle(true);
     phase_.store(GcPhase::kSweep, std::memory_order_relaxed);
     sweeper_.sweep_all();
@@ -99,7 +99,7 @@ void Collector::collect() {
 
 void Collector::collect_triggered() {
     const std::uint32_t seen = num_gc();
-    std::lock_guard<std::mutex> lock(cycle_mu_);
+    MutatorLock<> lock(cycle_mu_);
     if (num_gc() != seen) return;  // another thread collected while we waited
     if (!should_trigger(heap_.heap_live_.load(std::memory_order_relaxed))) return;
     run_cycle(false);
@@ -108,7 +108,7 @@ void Collector::collect_triggered() {
 }
 
 void Collector::collect_for_memory() {
-    std::lock_guard<std::mutex> lock(cycle_mu_);
+    MutatorLock<> lock(cycle_mu_);
     run_cycle(false);
     sweeper_.sweep_all();
     phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
@@ -126,8 +126,10 @@ void Collector::run_cycle(bool forced) {
     phase_.store(GcPhase::kStop, std::memory_order_relaxed);
     t.start_ns = monotonic_ns();
     heap_.gate_.lock();
-    std::unique_lock<std::mutex> roots_lock(roots_.mutex());
-    std::unique_lock<std::mutex> finalizers_lock(finalizers_.mutex());
+    std::unique_lock<std::mutex> roots_lock(roots_.mutex(), std::defer_lock);
+    std::unique_lock<std::mutex> finalizers_lock(finalizers_.mutex(), std::defer_lock);
+    lock_for_mutator(roots_lock);
+    lock_for_mutator(finalizers_lock);
     threads_.stop_the_world();
     t.stopped_ns = monotonic_ns();
 
@@ -209,7 +211,7 @@ void Collector::record_cycle(const CycleTimes& t, bool forced) {
 }
 
 void Collector::fill_mem_stats(MemStats& s) {
-    std::lock_guard<std::mutex> lock(stats_mu_);
+    MutatorLock<> lock(stats_mu_);
     s.NextGC = pacer_.goal() == Pacer::kNoGoal ? 0 : pacer_.goal();
     s.LastGC = last_gc_unix_ns_;
     s.PauseTotalNs = pause_total_ns_;

@@ -3,6 +3,7 @@
 
 #include "gc/marker.hpp"
 #include "runtime/heap.hpp"
+#include "runtime/sync.hpp"
 
 #include <cstdio>
 #include <stdexcept>
@@ -36,7 +37,7 @@ void Finalizers::set(void* object, FinalizerFn fn) {
                       object, static_cast<unsigned long>(ref.base));
         throw std::invalid_argument(text);
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutatorLock<> lock(mu_);
     if (fn == nullptr) {
         table_.erase(addr);
         return;
@@ -68,7 +69,7 @@ std::size_t Finalizers::resurrect_unreachable_locked(Marker& marker) {
 
 void Finalizers::run_staged() {
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutatorLock<> lock(mu_);
         if (staged_.empty()) return;
         while (!staged_.empty()) {
             queue_.push_back(staged_.front());
@@ -79,12 +80,12 @@ void Finalizers::run_staged() {
 }
 
 std::size_t Finalizers::registered() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutatorLock<> lock(mu_);
     return table_.size();
 }
 
 std::uint64_t Finalizers::finalizers_run() const {
-    std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+    MutatorLock<> lock(const_cast<std::mutex&>(mu_));
     return run_count_;
 }
 
@@ -111,7 +112,8 @@ void Finalizers::thread_main() {
         cv_.notify_all();
     }
     lock.unlock();
-    heap_.unregister_current_thread();
+    // A heap being destroyed has already forgotten its threads.
+    if (heap_.is_current_thread_registered()) heap_.unregister_current_thread();
 }
 
 }  // namespace gcheap::detail

@@ -1,6 +1,8 @@
 // Registered root ranges; see roots.hpp.
 #include "gc/roots.hpp"
 
+#include "runtime/sync.hpp"
+
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -22,14 +24,14 @@ void RootSet::add(const void* begin, const void* end) {
     const auto b = reinterpret_cast<std::uintptr_t>(begin);
     const auto e = reinterpret_cast<std::uintptr_t>(end);
     if (b > e) throw std::invalid_argument("gcheap::add_roots: begin is above end in " + describe(b, e));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutatorLock<> lock(mu_);
     ranges_.emplace(b, e);
 }
 
 void RootSet::remove(const void* begin, const void* end) {
     const auto b = reinterpret_cast<std::uintptr_t>(begin);
     const auto e = reinterpret_cast<std::uintptr_t>(end);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutatorLock<> lock(mu_);
     auto [first, last] = ranges_.equal_range(b);
     for (auto it = first; it != last; ++it) {
         if (it->second == e) {
@@ -48,7 +50,7 @@ std::size_t RootSet::bytes_locked() const {
 }
 
 std::size_t RootSet::count() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutatorLock<> lock(mu_);
     return ranges_.size();
 }
 

@@ -1,6 +1,7 @@
 // Thread registry and signal-based stop-the-world; see threads.hpp.
 #include "gc/threads.hpp"
 
+#include "runtime/sync.hpp"
 #include "runtime/thread_cache.hpp"
 
 #include <cerrno>
@@ -180,7 +181,7 @@ ThreadRecord* ThreadRegistry::add_current_thread(bool explicit_registration) {
         delete record;
         throw;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutatorLock<> lock(mu_);
     record->next = head_;
     if (head_ != nullptr) head_->prev = record;
     head_ = record;
@@ -189,7 +190,7 @@ ThreadRecord* ThreadRegistry::add_current_thread(bool explicit_registration) {
 }
 
 void ThreadRegistry::remove(ThreadRecord* record) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutatorLock<> lock(mu_);
     if (record->prev != nullptr) record->prev->next = record->next;
     else head_ = record->next;
     if (record->next != nullptr) record->next->prev = record->prev;
@@ -198,9 +199,9 @@ void ThreadRegistry::remove(ThreadRecord* record) {
 }
 
 void ThreadRegistry::stop_the_world() {
-    mu_.lock();
+    lock_for_mutator(mu_);
     WorldStop& w = world();
-    w.mu.lock();
+    lock_for_mutator(w.mu);
     const pthread_t self = pthread_self();
     std::size_t signalled = 0;
     for (ThreadRecord* r = head_; r != nullptr; r = r->next) {

@@ -62,6 +62,22 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
 }
 
 [[gnu::noinline]] void* Heap::alloc_small_slow(ThreadCache* cache, std::size_t spc) {
+    // The rest of the cached span's bitmap belongs to this thread alone: no gate.
+    {
+        void* p = nullptr;
+        {
+            AllocRegion region(tls_cache_slot);
+            Span* span = cache->spans[spc];
+            const std::uint32_t index = span->next_free_index();
+            if (index != span->nelems) {
+                span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1,
+                                        std::memory_order_relaxed);
+                p = reinterpret_cast<void*>(span->object_base(index));
+                if (span->needzero) std::memset(p, 0, span->elem_size);
+            }
+        }
+        if (p != nullptr) return p;
+    }
     maybe_collect();
     for (int attempt = 0;; ++attempt) {
         void* p = nullptr;
@@ -69,7 +85,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
         {
             SharedGate gate(gate_);
             Span* span = cache->spans[spc];
-            std::uint32_t index = span->next_free_index();
+            std::uint32_t index = span->next_free_index();  // a collection may have flushed the cache
             if (index == span->nelems) {
                 span = refill_cache_locked(cache, spc);
                 if (span != nullptr) index = span->next_free_index();

@@ -15,6 +15,8 @@
 // slow paths that call each other take it only in the innermost one.
 #pragma once
 
+#include "runtime/sync.hpp"
+
 #include <pthread.h>
 
 #include <cstdlib>
@@ -34,9 +36,21 @@ public:
     AllocatorGate(const AllocatorGate&) = delete;
     AllocatorGate& operator=(const AllocatorGate&) = delete;
 
-    void lock_shared() { pthread_rwlock_rdlock(&lock_); }
+    void lock_shared() {
+        if constexpr (kPollingLocks) {
+            while (pthread_rwlock_tryrdlock(&lock_) != 0) sched_yield();  // see sync.hpp
+        } else {
+            pthread_rwlock_rdlock(&lock_);
+        }
+    }
     void unlock_shared() { pthread_rwlock_unlock(&lock_); }
-    void lock() { pthread_rwlock_wrlock(&lock_); }
+    void lock() {
+        if constexpr (kPollingLocks) {
+            while (pthread_rwlock_trywrlock(&lock_) != 0) sched_yield();
+        } else {
+            pthread_rwlock_wrlock(&lock_);
+        }
+    }
     void unlock() { pthread_rwlock_unlock(&lock_); }
 
 private:

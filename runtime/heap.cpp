@@ -29,9 +29,15 @@ Heap::Heap(const HeapOptions& options)
 }
 
 void Heap::detach_threads() {
-    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    MutatorLock<> lifecycle(lifecycle_mutex());
     std::lock_guard<std::mutex> lock(caches_mu_);
-    for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) c->binding->heap = nullptr;
+    for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) {
+        // The thread owns its binding and may delete it once detached: forget it.
+        if (c->binding == nullptr) continue;
+        c->binding->heap = nullptr;
+        c->binding->cache = nullptr;
+        c->binding = nullptr;
+    }
 }
 
 Heap::~Heap() {
@@ -67,7 +73,7 @@ CacheBinding* Heap::bind_current_thread(bool explicit_registration) {
 }
 
 ThreadCache* Heap::cache_for_current_thread() {
-    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    MutatorLock<> lifecycle(lifecycle_mutex());
     // The thread may be registered already and merely used another heap since.
     CacheBinding* binding = bind_current_thread(false);
     tls_cache_slot.heap_id = id_;
@@ -76,18 +82,18 @@ ThreadCache* Heap::cache_for_current_thread() {
 }
 
 void Heap::register_current_thread() {
-    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    MutatorLock<> lifecycle(lifecycle_mutex());
     bind_current_thread(true);
 }
 
 bool Heap::is_current_thread_registered() {
-    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    MutatorLock<> lifecycle(lifecycle_mutex());
     CacheBinding* binding = find_current_thread_binding_locked(*this);
     return binding != nullptr && binding->record != nullptr;
 }
 
 void Heap::unregister_current_thread() {
-    std::lock_guard<std::mutex> lifecycle(lifecycle_mutex());
+    MutatorLock<> lifecycle(lifecycle_mutex());
     CacheBinding* binding = find_current_thread_binding_locked(*this);
     if (binding == nullptr || binding->record == nullptr) {
         throw std::logic_error("gcheap::unregister_current_thread: this thread is not registered with the heap");
@@ -224,8 +230,12 @@ const char* Heap::verify() {
     return problem;
 }
 
-Heap& default_heap() {
-    static Heap* const heap = new Heap(HeapOptions::from_environment());
+Heap& create_default_heap() {
+    static Heap* const heap = [] {
+        auto* h = new Heap(HeapOptions::from_environment());
+        g_default_heap.store(h, std::memory_order_release);
+        return h;
+    }();
     return *heap;
 }
 

@@ -22,6 +22,7 @@
 #include "runtime/page_heap.hpp"
 #include "runtime/size_classes.hpp"
 #include "runtime/span.hpp"
+#include "runtime/sync.hpp"
 #include "runtime/thread_cache.hpp"
 
 #include <gcheap/mem_stats.hpp>
@@ -199,7 +200,14 @@ private:
 
 /// The process-wide heap behind the public gcheap:: functions. Created on
 /// first use; never destroyed, so that it outlives every thread and static.
-Heap& default_heap();
+/// Inline, so that gcheap::alloc() costs one call and one load on top of the
+/// fast path.
+Heap& create_default_heap();
+inline std::atomic<Heap*> g_default_heap{nullptr};
+inline Heap& default_heap() {
+    Heap* heap = g_default_heap.load(std::memory_order_acquire);
+    return heap != nullptr ? *heap : create_default_heap();
+}
 
 }  // namespace gcheap::detail
 

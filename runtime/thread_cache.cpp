@@ -7,6 +7,7 @@
 #include "runtime/thread_cache.hpp"
 
 #include "runtime/heap.hpp"
+#include "runtime/sync.hpp"
 
 #include <pthread.h>
 
@@ -18,7 +19,7 @@ namespace gcheap::detail {
 namespace {
 
 void on_thread_exit(void* head) {
-    std::lock_guard<std::mutex> lock(lifecycle_mutex());
+    MutatorLock<> lock(lifecycle_mutex());
     for (auto* binding = static_cast<CacheBinding*>(head); binding != nullptr;) {
         CacheBinding* next = binding->next;
         if (binding->heap != nullptr) binding->heap->release_thread_locked(binding);
