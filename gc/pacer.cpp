@@ -36,7 +36,7 @@ void Pacer::recompute() {
     std::uint64_t goal = kNoGoal;
     if (percent >= 0) {
         const auto p = static_cast<std::uint64_t>(percent);
-        goal = std::max(marked + marked / 100 * p + marked % 100 * p / 100, kHeapMinimum / 100 * p);
+        goal = std::max(marked + marked / 100 * p + marked % 100 * p / 100, kHeapMinimum * p / 100);
     }
     const std::int64_t limit = memory_limit_.load(std::memory_order_relaxed);
     if (limit != kNoLimit) {

@@ -32,6 +32,7 @@ struct WorldStop {
     std::mutex mu;  // held from stop to restart
     sem_t acks;
     std::atomic<std::uint64_t> resume_epoch{0};
+    std::atomic<std::uint64_t> stop_count{0};
     int suspend_signal = 0;
     int resume_signal = 0;
 };
@@ -45,7 +46,7 @@ WorldStop& world() {
     return *w;
 }
 
-thread_local ThreadStopState tls_stop_state = {0, nullptr};
+thread_local ThreadStopState tls_stop_state = {0, nullptr, {0}, 0};
 
 void* current_fake_stack() {
 #ifdef GCHEAP_ASAN
@@ -59,6 +60,9 @@ void* current_fake_stack() {
 // epoch to move. Runs in a signal handler or with the resume signal blocked.
 [[gnu::noinline]] void park_current_thread(const sigset_t& wait_mask) {
     WorldStop& w = world();
+    const std::uint64_t requested = tls_stop_state.requested.load(std::memory_order_acquire);
+    if (requested == tls_stop_state.parked) return;  // already parked for this stop
+    tls_stop_state.parked = requested;
     const std::uint64_t epoch = w.resume_epoch.load(std::memory_order_acquire);
     __builtin_unwind_init();  // spill callee-saved registers into this frame
     volatile std::uintptr_t marker = 0;
@@ -119,6 +123,7 @@ void install_signal_handlers() {
 
 void suspend_pending_thread() {
     tls_cache_slot.suspend_pending = 0;
+    if (tls_stop_state.requested.load(std::memory_order_acquire) == tls_stop_state.parked) return;
     WorldStop& w = world();
     sigset_t block;
     sigset_t previous;
@@ -203,9 +208,11 @@ void ThreadRegistry::stop_the_world() {
     WorldStop& w = world();
     lock_for_mutator(w.mu);
     const pthread_t self = pthread_self();
+    const std::uint64_t stop = w.stop_count.fetch_add(1, std::memory_order_relaxed) + 1;
     std::size_t signalled = 0;
     for (ThreadRecord* r = head_; r != nullptr; r = r->next) {
         if (pthread_equal(r->thread, self)) continue;
+        r->stop_state->requested.store(stop, std::memory_order_release);
         const int rc = pthread_kill(r->thread, w.suspend_signal);
         if (rc == 0) {
             ++signalled;

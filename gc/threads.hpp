@@ -50,6 +50,11 @@ namespace gcheap::detail {
 struct ThreadStopState {
     std::uintptr_t stop_sp;  // stack pointer when parked (covers the saved registers)
     void* fake_stack;        // AddressSanitizer's fake stack, when there is one
+    // Stops are numbered. The collector sets `requested` before it signals the
+    // thread; the thread parks once per number, so a signal that arrives late
+    // (or a cooperative check that beat it) never parks it twice.
+    std::atomic<std::uint64_t> requested;
+    std::uint64_t parked;
 };
 
 struct ThreadRecord {
@@ -99,7 +104,8 @@ private:
 };
 
 /// Called by the allocation fast path when a suspend request arrived inside
-/// an allocation region.
+/// an allocation region, and by polling lock waits (runtime/sync.hpp): parks
+/// the thread if a world stop has asked it to and it has not parked for it yet.
 void suspend_pending_thread();
 
 /// Spills callee-saved registers to the stack and calls f(sp) with the

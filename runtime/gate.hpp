@@ -38,7 +38,10 @@ public:
 
     void lock_shared() {
         if constexpr (kPollingLocks) {
-            while (pthread_rwlock_tryrdlock(&lock_) != 0) sched_yield();  // see sync.hpp
+            while (pthread_rwlock_tryrdlock(&lock_) != 0) {  // see sync.hpp
+                poll_world_stop();
+                sched_yield();
+            }
         } else {
             pthread_rwlock_rdlock(&lock_);
         }
@@ -46,7 +49,10 @@ public:
     void unlock_shared() { pthread_rwlock_unlock(&lock_); }
     void lock() {
         if constexpr (kPollingLocks) {
-            while (pthread_rwlock_trywrlock(&lock_) != 0) sched_yield();
+            while (pthread_rwlock_trywrlock(&lock_) != 0) {
+                poll_world_stop();
+                sched_yield();
+            }
         } else {
             pthread_rwlock_wrlock(&lock_);
         }

@@ -7,7 +7,8 @@
 // a thread blocked in pthread_mutex_lock stays inside that call until it gets
 // the lock — which the collector may hold until the world has stopped. Under
 // ThreadSanitizer, therefore, these waits poll with try_lock, each try being
-// an intercepted call at which pending signals run. Other builds block as usual.
+// an intercepted call at which pending signals run, and a safepoint at which a
+// thread the collector waits for parks itself. Other builds block as usual.
 #pragma once
 
 #include <sched.h>
@@ -30,10 +31,21 @@ inline constexpr bool kPollingLocks = true;
 inline constexpr bool kPollingLocks = false;
 #endif
 
+void suspend_pending_thread();  // gc/threads.cpp
+
+/// Under ThreadSanitizer, a polling wait is also a safepoint: a thread that a
+/// world stop is waiting for parks here, since TSan may hold back its signal.
+inline void poll_world_stop() {
+    if constexpr (kPollingLocks) suspend_pending_thread();
+}
+
 template <class Lockable>
 void lock_for_mutator(Lockable& lockable) {
     if constexpr (kPollingLocks) {
-        while (!lockable.try_lock()) sched_yield();
+        while (!lockable.try_lock()) {
+            poll_world_stop();
+            sched_yield();
+        }
     } else {
         lockable.lock();
     }

@@ -308,7 +308,9 @@ TEST_CASE("collector: another thread's stack keeps its objects alive", "[gc][thr
         stage.store(1);
         while (stage.load() != 2) {
             // Compute without allocating or calling into the library: the
-            // collector must stop this thread anyway.
+            // collector must stop this thread anyway. (ThreadSanitizer holds
+            // signals back until a library call, so TSan builds poll here.)
+            poll_world_stop();
         }
         intact.store(list_intact(local, 50000));
         gcheap::keep_alive(local);
