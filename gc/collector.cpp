@@ -2,6 +2,7 @@
 #include "gc/collector.hpp"
 
 #include "runtime/heap.hpp"
+#include "runtime/scavenger.hpp"
 
 #include <fmt/format.h>
 
@@ -95,6 +96,7 @@ void Collector::collect() {
     phase_.store(GcPhase::kSweep, std::memory_order_relaxed);
     sweeper_.sweep_all();
     phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
+    heap_.scavenger().on_cycle_end(heap_.read_mem_stats().HeapInuse);
 }
 
 void Collector::collect_triggered() {
@@ -105,6 +107,7 @@ void Collector::collect_triggered() {
     run_cycle(false);
     phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
     sweeper_.wake_background();
+    heap_.scavenger().on_cycle_end(last_heap_inuse_.load(std::memory_order_relaxed));
 }
 
 void Collector::collect_for_memory() {
@@ -151,6 +154,7 @@ void Collector::run_cycle(bool forced) {
         MemStats now;
         heap_.compute_stats_locked(now);
         pacer_.commit(t.marked, now.Sys - now.HeapReleased, now.HeapIdle - now.HeapReleased, now.HeapAlloc);
+        last_heap_inuse_.store(now.HeapInuse, std::memory_order_relaxed);
     }
     t.goal = pacer_.goal();
     t.end_ns = monotonic_ns();

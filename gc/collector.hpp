@@ -111,6 +111,7 @@ private:
     std::mutex cycle_mu_;
     std::atomic<GcPhase> phase_{GcPhase::kIdle};
     std::atomic<std::uint32_t> num_gc_{0};
+    std::atomic<std::uint64_t> last_heap_inuse_{0};  // at the last mark termination
 
     // Statistics, guarded by stats_mu_.
     std::mutex stats_mu_;

@@ -31,6 +31,16 @@ Span* Heap::alloc_span_reclaiming(std::size_t npages, std::size_t spc, bool nosc
     // growing the heap (Go's page reclaimer).
     collector_->sweeper().reclaim(npages);
     std::lock_guard<std::mutex> lock(pages_.mutex());
+    // Near the memory limit, release free pages before taking more (Go's
+    // allocation-time scavenging): the run may come from released pages.
+    const std::int64_t limit = collector_->pacer().memory_limit();
+    if (limit != Pacer::kNoLimit) {
+        const std::uint64_t mapped = pages_.heap_inuse_locked() + pages_.heap_free_locked() +
+                                     pages_.span_sys_bytes_locked() + pages_.other_sys_bytes_locked() +
+                                     arena_index_.sys_bytes() + npages * kPageSize;
+        const auto cap = static_cast<std::uint64_t>(limit);
+        if (mapped > cap) pages_.release_locked(mapped - cap);
+    }
     return pages_.alloc_span_locked(npages, spc, noscan, dirty);
 }
 

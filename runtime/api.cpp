@@ -3,6 +3,7 @@
 
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
+#include "runtime/scavenger.hpp"
 
 namespace gcheap {
 
@@ -48,6 +49,8 @@ ThreadScope::~ThreadScope() {
 void set_finalizer(void* object, void (*finalizer)(void*)) {
     detail::default_heap().collector().finalizers().set(object, finalizer);
 }
+
+bool set_background_scavenger(bool enabled) { return detail::default_heap().scavenger().set_enabled(enabled); }
 
 int set_gc_percent(int percent) { return detail::default_heap().collector().pacer().set_gc_percent(percent); }
 

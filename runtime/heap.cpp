@@ -2,6 +2,7 @@
 #include "runtime/heap.hpp"
 
 #include "gc/collector.hpp"
+#include "runtime/scavenger.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -26,6 +27,7 @@ Heap::Heap(const HeapOptions& options)
     // fails on it and next_free_index() reports it full.
     empty_span_.state = SpanState::kInUse;
     collector_ = std::make_unique<Collector>(*this, options);
+    scavenger_ = std::make_unique<Scavenger>(*this, options.background_scavenger);
 }
 
 void Heap::detach_threads() {
@@ -47,6 +49,7 @@ Heap::~Heap() {
         tls_cache_slot.heap_id = 0;
         tls_cache_slot.cache = nullptr;
     }
+    scavenger_.reset();
     collector_.reset();  // joins the sweeper, finalizer and mark threads
     detach_threads();    // in case a finalizer allocated on its way out
     // Members unmap all memory: the arenas (PageHeap), their metadata
@@ -155,6 +158,12 @@ bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
     if (!span->is_allocated(index)) return false;
     out = {span, index, span->object_base(index)};
     return true;
+}
+
+std::uint64_t Heap::non_heap_sys_bytes() {
+    MutatorLock<> lock(pages_.mutex());
+    return pages_.span_sys_bytes_locked() + pages_.other_sys_bytes_locked() + arena_index_.sys_bytes() +
+           cache_pool_.sys_bytes();
 }
 
 PageState Heap::page_state(std::uintptr_t addr) {

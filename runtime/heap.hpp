@@ -63,6 +63,7 @@ struct SlowCounts {
 };
 
 class Collector;
+class Scavenger;
 
 class Heap {
 public:
@@ -100,6 +101,9 @@ public:
     OsMemory& os_memory() { return os_; }
 
     Collector& collector() { return *collector_; }
+    Scavenger& scavenger() { return *scavenger_; }
+    /// Sys - HeapSys: metadata mapped outside the heap arenas.
+    std::uint64_t non_heap_sys_bytes();
 
     /// Registers the calling thread so that its stack and registers are
     /// scanned (allocation registers a thread automatically).
@@ -114,6 +118,7 @@ public:
 
 private:
     friend class Collector;
+    friend class Scavenger;
     friend class Sweeper;
     class AllocatorLock;
 
@@ -162,8 +167,9 @@ private:
 
     alignas(16) unsigned char zero_base_[16] = {};
 
-    // Last: it runs threads that use everything above, and stops them first.
+    // Last: they run threads that use everything above, and stop them first.
     std::unique_ptr<Collector> collector_;
+    std::unique_ptr<Scavenger> scavenger_;
 };
 
 // Closes the allocator gate and holds the page heap lock: nothing but

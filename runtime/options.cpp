@@ -69,6 +69,12 @@ HeapOptions HeapOptions::from_environment() {
              if (parse_int(value, n) && n >= 0 && n <= 2) o.gctrace = static_cast<int>(n);
              else warn(name, value);
          }},
+        {"GCHEAP_SCAVENGER",
+         [](HeapOptions& o, const char* name, const char* value) {
+             if (std::strcmp(value, "off") == 0 || std::strcmp(value, "0") == 0) o.background_scavenger = false;
+             else if (std::strcmp(value, "on") == 0 || std::strcmp(value, "1") == 0) o.background_scavenger = true;
+             else warn(name, value);
+         }},
         {"GCHEAP_MARK_THREADS",
          [](HeapOptions& o, const char* name, const char* value) {
              long long n = 0;

@@ -101,6 +101,11 @@ inline void keep_alive(const void* object) { asm volatile("" : : "g"(object) : "
 /// automatic collection (collect() still works).
 int set_gc_percent(int percent);
 
+/// Starts or stops the background scavenger, which returns free pages to the
+/// OS at about 1% of one CPU (GCHEAP_SCAVENGER=off at start-up). Returns the
+/// previous setting. free_os_memory() works either way.
+bool set_background_scavenger(bool enabled);
+
 /// debug.SetMemoryLimit: a soft limit on Sys - HeapReleased, in bytes; the
 /// collector runs more often as it nears. Returns the previous limit; a
 /// negative argument only queries it.

@@ -23,10 +23,13 @@ struct HeapOptions {
     unsigned mark_threads = 0;
     /// Sweep in a background thread after automatic collections.
     bool background_sweeper = true;
+    /// Return free pages to the OS in a background thread, paced to about
+    /// 1% of one CPU (GCHEAP_SCAVENGER=off disables it).
+    bool background_scavenger = true;
 
     /// Options from GCHEAP_GOGC ("off" or a percentage), GCHEAP_MEMLIMIT
-    /// (bytes with an optional B, KiB, MiB, GiB or TiB suffix), GCHEAP_GCTRACE
-    /// and GCHEAP_MARK_THREADS. Unparsable values are reported on stderr and
+    /// (bytes with an optional B, KiB, MiB, GiB or TiB suffix), GCHEAP_GCTRACE,
+    /// GCHEAP_MARK_THREADS and GCHEAP_SCAVENGER (on or off). Unparsable values are reported on stderr and
     /// ignored, as Go ignores a malformed GOGC.
     static HeapOptions from_environment();
 };

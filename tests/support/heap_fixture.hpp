@@ -11,6 +11,7 @@ inline HeapOptions no_gc() {
     HeapOptions options;
     options.gc_percent = -1;
     options.background_sweeper = false;
+    options.background_scavenger = false;
     return options;
 }
 
