@@ -73,7 +73,7 @@ struct ScanOwnStack {
 
 void scan_own_stack(std::uintptr_t sp, void* arg) {
     auto* self = static_cast<ScanOwnStack*>(arg);
-    self->marker->scan_stack(sp, self->hi, nullptr);
+    self->marker->scan_stack(sp, self->hi, current_fake_stack());
     *self->scanned += self->hi - sp;
 }
 

@@ -48,14 +48,6 @@ WorldStop& world() {
 
 thread_local ThreadStopState tls_stop_state = {0, nullptr, {0}, 0};
 
-void* current_fake_stack() {
-#ifdef GCHEAP_ASAN
-    return __asan_get_current_fake_stack();
-#else
-    return nullptr;
-#endif
-}
-
 // Records where this thread stopped, acknowledges, and waits for the resume
 // epoch to move. Runs in a signal handler or with the resume signal blocked.
 [[gnu::noinline]] void park_current_thread(const sigset_t& wait_mask) {
@@ -120,6 +112,14 @@ void install_signal_handlers() {
 }
 
 }  // namespace
+
+void* current_fake_stack() {
+#ifdef GCHEAP_ASAN
+    return __asan_get_current_fake_stack();
+#else
+    return nullptr;
+#endif
+}
 
 void suspend_pending_thread() {
     tls_cache_slot.suspend_pending = 0;

@@ -112,6 +112,9 @@ void suspend_pending_thread();
 /// current stack pointer, so that scanning [sp, stack_hi) sees them.
 void with_registers_on_stack(void (*f)(std::uintptr_t sp, void* arg), void* arg);
 
+/// AddressSanitizer's fake stack of the calling thread (nullptr without one).
+void* current_fake_stack();
+
 /// Stack bounds of the calling thread.
 void current_stack_bounds(std::uintptr_t& lo, std::uintptr_t& hi);
 
