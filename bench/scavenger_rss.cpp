@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     bool scavenger = true;
     std::size_t peak_mib = 512;
     std::size_t floor_mib = 16;
-    double idle_seconds = 30;
+    double idle_seconds = 90;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
         if (flag == "--scavenger") scavenger = std::strcmp(argv[i + 1], "off") != 0;
@@ -79,9 +79,9 @@ int main(int argc, char** argv) {
     const auto fall = std::chrono::steady_clock::now();
     std::size_t churn = 0;
     while (std::chrono::duration<double>(std::chrono::steady_clock::now() - fall).count() < idle_seconds) {
-        for (int k = 0; k < 64; ++k) {
-            void* p = gcheap::alloc_noscan(kBlock);  // short-lived garbage: keeps cycles coming
-            std::memset(p, 2, 64);
+        for (int k = 0; k < 16; ++k) {
+            void* p = gcheap::alloc_noscan(kBlock);  // short-lived garbage (1 MiB per sample): keeps cycles coming
+            std::memset(p, 2, kBlock);
         }
         live[churn++ % floor_blocks] = gcheap::alloc_noscan(kBlock);
         sampler.sample("fall");

@@ -84,6 +84,7 @@ Span* PageHeap::alloc_span_locked(std::size_t npages, std::size_t spc, bool nosc
 }
 
 void PageHeap::free_span_locked(Span* span) {
+    release_cursor_ = std::max(release_cursor_, span->end());
     index_.set_pages_locked(span->base, span->npages, nullptr);
     heap_inuse_ -= span->npages * kPageSize;
     heap_free_ += span->npages * kPageSize;
@@ -193,9 +194,12 @@ bool PageHeap::is_released_locked(std::uintptr_t page) const {
 
 std::size_t PageHeap::release_locked(std::size_t bytes) {
     std::size_t released = 0;
-    for (auto it = free_by_addr_.rbegin(); it != free_by_addr_.rend() && released < bytes; ++it) {
+    // Start at the release cursor: no resident free page lies above it, so
+    // repeated small releases do not walk the same released pages again.
+    auto it = std::make_reverse_iterator(free_by_addr_.lower_bound(release_cursor_));
+    for (; it != free_by_addr_.rend() && released < bytes; ++it) {
         const std::uintptr_t run_base = it->first;
-        std::uintptr_t addr = run_base + it->second * kPageSize;
+        std::uintptr_t addr = std::min(run_base + it->second * kPageSize, release_cursor_);
         // Walk the run from its top, releasing maximal stretches of resident pages.
         while (addr > run_base && released < bytes) {
             while (addr > run_base && is_released_locked(addr - kPageSize)) addr -= kPageSize;
@@ -211,6 +215,7 @@ std::size_t PageHeap::release_locked(std::size_t bytes) {
             heap_released_ += stretch;
             released += stretch;
         }
+        release_cursor_ = addr;  // everything from here up is released or in use
     }
     return released;
 }
@@ -231,8 +236,12 @@ const char* PageHeap::verify_locked() const {
             if (meta == nullptr) return "free run outside every arena (P2)";
             if (meta->spans[ArenaMeta::page_of(addr)].load(std::memory_order_relaxed) != nullptr)
                 return "free page mapped to a span (A2)";
-            if (meta->is_released(ArenaMeta::page_of(addr))) released_bytes += kPageSize;
-            else free_bytes += kPageSize;
+            if (meta->is_released(ArenaMeta::page_of(addr))) {
+                released_bytes += kPageSize;
+            } else {
+                free_bytes += kPageSize;
+                if (addr >= release_cursor_) return "resident free page above the release cursor (P5)";
+            }
         }
     }
     if (released_bytes != heap_released_) return "heap_released differs from released page bits (P3)";

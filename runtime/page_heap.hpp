@@ -19,6 +19,7 @@
 //   (P3) heap_released == kPageSize * (number of released bits); released bits
 //        are set only on free pages (arena.hpp A3)
 //   (P4) both free-run indexes hold the same runs
+//   (P5) no resident free page lies at or above the release cursor
 // Newly committed memory counts as released, as in Go: it is not resident yet.
 //
 // Locking: mutex() guards everything here, the span descriptor pool and the
@@ -155,6 +156,9 @@ private:
     std::uintptr_t reserve_end_ = 0;
 
     std::uint64_t committed_ = 0;
+    // No free resident page lies at or above this address (release_locked's
+    // starting point); raised whenever pages are freed above it.
+    std::uintptr_t release_cursor_ = ~std::uintptr_t{0};
     std::uint64_t heap_inuse_ = 0;
     std::uint64_t heap_free_ = 0;
     std::uint64_t heap_released_ = 0;
