@@ -62,6 +62,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
 Span* Sweeper::sweep_for_allocation(std::size_t spc) {
     if (!pending()) return nullptr;
     Central& central = heap_.centrals_[spc];
+    if (central.unswept_hint() == 0) return nullptr;
     for (int tries = 0; tries < 100; ++tries) {
         Span* span = central.pop_unswept();
         if (span == nullptr) return nullptr;
@@ -82,6 +83,7 @@ bool Sweeper::sweep_one(std::size_t& released_pages) {
     for (std::size_t k = 0; k < kNumSpanClasses; ++k) {
         const std::size_t spc = next_class_.fetch_add(1, std::memory_order_relaxed) % kNumSpanClasses;
         Central& central = heap_.centrals_[spc];
+        if (central.unswept_hint() == 0) continue;  // skip empty classes without their lock
         Span* span = central.pop_unswept();
         if (span == nullptr) continue;
         const Result r = sweep_span(span);

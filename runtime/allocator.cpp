@@ -22,6 +22,14 @@
 
 namespace gcheap::detail {
 
+namespace {
+
+// A compiler barrier that makes `p` live in a register or this frame up to
+// here (gcheap::keep_alive, internal).
+inline void keep_alive_in_frame(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
+
+}  // namespace
+
 void Heap::maybe_collect() {
     if (collector_->should_trigger(heap_live_.load(std::memory_order_relaxed))) collector_->collect_triggered();
 }
@@ -136,6 +144,10 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     for (int attempt = 0;; ++attempt) {
         DirtyPages dirty;
         Span* span = nullptr;
+        // The object's address must be in this frame before the gate opens: a
+        // collection may run before we return, and a conservative scan finds
+        // objects by their addresses, not by their span descriptors.
+        void* object = nullptr;
         {
             SharedGate gate(gate_);
             span = alloc_span_reclaiming(npages, span_class(0, noscan), noscan, dirty);
@@ -149,15 +161,16 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
                 large_alloc_bytes_ += span->elem_size;
                 ++large_alloc_count_;
                 heap_live_.fetch_add(span->elem_size, std::memory_order_relaxed);
-                // Zeroing happens below, outside every lock, and a world stop
-                // may come first: scan the stale bytes as noscan until then?
-                // No: a conservative scan of stale bytes can only retain
-                // garbage for one cycle, never lose an object.
+                object = reinterpret_cast<void*>(span->base);
             }
         }
-        if (span != nullptr) {
-            dirty.zero(span->base, span->elem_size);
-            return reinterpret_cast<void*>(span->base);
+        if (object != nullptr) {
+            // Zeroing happens outside every lock. A collection before it ends
+            // may scan stale bytes: that can retain garbage for a cycle, never
+            // lose an object.
+            dirty.zero(reinterpret_cast<std::uintptr_t>(object), span->elem_size);
+            keep_alive_in_frame(object);
+            return object;
         }
         if (attempt == 1 || !collector_->collects_automatically()) throw std::bad_alloc();
         collector_->collect_for_memory();

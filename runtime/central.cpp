@@ -12,6 +12,7 @@ Span* Central::pop_unswept() {
     std::lock_guard<std::mutex> lock(mu_);
     Span* span = unswept_.pop_front();
     if (span != nullptr) span->home = SpanHome::kNone;
+    unswept_count_.store(static_cast<std::uint32_t>(unswept_.size()), std::memory_order_relaxed);
     return span;
 }
 
@@ -49,6 +50,7 @@ void Central::begin_sweep_locked() {
             unswept_.push_front(span);
         }
     }
+    unswept_count_.store(static_cast<std::uint32_t>(unswept_.size()), std::memory_order_relaxed);
 }
 
 const char* Central::verify_locked() const {

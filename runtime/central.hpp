@@ -23,6 +23,7 @@
 
 #include "runtime/span.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 
@@ -53,6 +54,8 @@ public:
     const SpanList& full_locked() const { return full_; }
     const SpanList& unswept_locked() const { return unswept_; }
     std::size_t span_class() const { return span_class_; }
+    /// Unswept spans, readable without the lock (a hint for the sweeper).
+    std::uint32_t unswept_hint() const { return unswept_count_.load(std::memory_order_relaxed); }
 
     const char* verify_locked() const;
 
@@ -64,6 +67,7 @@ private:
     SpanList partial_;
     SpanList full_;
     SpanList unswept_;
+    std::atomic<std::uint32_t> unswept_count_{0};
     std::uint64_t allocs_ = 0;
     std::uint64_t frees_ = 0;
 };
