@@ -46,6 +46,21 @@ WorldStop& world() {
     return *w;
 }
 
+// The machine stack pointer. Not the address of a local: under
+// AddressSanitizer's detect_stack_use_after_return, address-taken locals live
+// in heap-allocated fake frames.
+inline std::uintptr_t current_stack_pointer() {
+    std::uintptr_t sp;
+#if defined(__x86_64__)
+    asm volatile("mov %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+    asm volatile("mov %0, sp" : "=r"(sp));
+#else
+    sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+#endif
+    return sp;
+}
+
 thread_local ThreadStopState tls_stop_state = {0, nullptr, {0}, 0};
 
 // Records where this thread stopped, acknowledges, and waits for the resume
@@ -57,8 +72,7 @@ thread_local ThreadStopState tls_stop_state = {0, nullptr, {0}, 0};
     tls_stop_state.parked = requested;
     const std::uint64_t epoch = w.resume_epoch.load(std::memory_order_acquire);
     __builtin_unwind_init();  // spill callee-saved registers into this frame
-    volatile std::uintptr_t marker = 0;
-    tls_stop_state.stop_sp = reinterpret_cast<std::uintptr_t>(&marker);
+    tls_stop_state.stop_sp = current_stack_pointer();
     tls_stop_state.fake_stack = current_fake_stack();
     sem_post(&w.acks);
     while (w.resume_epoch.load(std::memory_order_acquire) == epoch) sigsuspend(&wait_mask);
@@ -152,8 +166,7 @@ void current_stack_bounds(std::uintptr_t& lo, std::uintptr_t& hi) {
 
 [[gnu::noinline]] void with_registers_on_stack(void (*f)(std::uintptr_t sp, void* arg), void* arg) {
     __builtin_unwind_init();
-    volatile std::uintptr_t marker = 0;
-    f(reinterpret_cast<std::uintptr_t>(&marker), arg);
+    f(current_stack_pointer(), arg);
     asm volatile("" ::: "memory");  // keep this frame (and its spills) alive across the call
 }
 
