@@ -327,6 +327,13 @@ TEST_CASE("collector: another thread's stack keeps its objects alive", "[gc][thr
 }
 
 TEST_CASE("collector: threads blocked in a system call do not stall a collection", "[gc][threads]") {
+    if constexpr (kPollingLocks) {
+        // ThreadSanitizer holds the suspend signal back while a thread is
+        // blocked in read() or pthread_join(); docs/design.md lists this
+        // TSan-only limitation. Normal and ASan builds run the test.
+        WARN("skipped under ThreadSanitizer: it defers signals to threads blocked in read()");
+        return;
+    }
     Heap heap(manual_gc());
     int pipe_fds[2];
     REQUIRE(::pipe(pipe_fds) == 0);
