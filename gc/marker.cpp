@@ -2,26 +2,11 @@
 #include "gc/marker.hpp"
 
 #include "runtime/heap.hpp"
+#include "runtime/sanitizers.hpp"
 
 #include <algorithm>
 #include <atomic>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GCHEAP_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GCHEAP_ASAN 1
-#endif
-#endif
-#ifdef GCHEAP_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-
-#if defined(__clang__)
-#define GCHEAP_NO_SANITIZE_SCAN __attribute__((no_sanitize("address", "thread", "hwaddress")))
-#else
-#define GCHEAP_NO_SANITIZE_SCAN __attribute__((no_sanitize_address, no_sanitize_thread))
-#endif
 
 namespace gcheap::detail {
 

@@ -1,6 +1,7 @@
 // Thread registry and signal-based stop-the-world; see threads.hpp.
 #include "gc/threads.hpp"
 
+#include "runtime/sanitizers.hpp"
 #include "runtime/sync.hpp"
 #include "runtime/thread_cache.hpp"
 
@@ -11,16 +12,6 @@
 #include <new>
 #include <system_error>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GCHEAP_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GCHEAP_ASAN 1
-#endif
-#endif
-#ifdef GCHEAP_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
 
 namespace gcheap::detail {
 

@@ -1,6 +1,8 @@
 // Page heap: see page_heap.hpp for the policy, counters and invariants.
 #include "runtime/page_heap.hpp"
 
+#include "runtime/sanitizers.hpp"
+
 #include <cstring>
 
 namespace gcheap::detail {
@@ -11,17 +13,7 @@ namespace {
 // small integers and text rarely look like, which keeps conservative scanning
 // precise. Sanitizers own that part of the address space, so we let the
 // kernel choose there.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr std::uintptr_t kFirstArenaHint = 0;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr std::uintptr_t kFirstArenaHint = 0;
-#else
-constexpr std::uintptr_t kFirstArenaHint = 0x00c000000000;
-#endif
-#else
-constexpr std::uintptr_t kFirstArenaHint = 0x00c000000000;
-#endif
+constexpr std::uintptr_t kFirstArenaHint = kSanitizedAddressSpace ? 0 : 0x00c000000000;
 
 constexpr std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 

@@ -15,13 +15,7 @@
 
 #include <mutex>
 
-#if defined(__SANITIZE_THREAD__)
-#define GCHEAP_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define GCHEAP_TSAN 1
-#endif
-#endif
+#include "runtime/sanitizers.hpp"
 
 namespace gcheap::detail {
 

@@ -4,6 +4,7 @@
 
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
+#include "runtime/sanitizers.hpp"
 #include "tests/support/heap_fixture.hpp"
 
 #include <gcheap/gcheap.hpp>
@@ -33,17 +34,8 @@ std::uint64_t resident_bytes() {
     return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr std::size_t kDropBytes = std::size_t{64} << 20;  // sanitizers make each release ~10x dearer
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr std::size_t kDropBytes = std::size_t{64} << 20;
-#else
-constexpr std::size_t kDropBytes = std::size_t{256} << 20;
-#endif
-#else
-constexpr std::size_t kDropBytes = std::size_t{256} << 20;
-#endif
+// Sanitizers make each release several times dearer.
+constexpr std::size_t kDropBytes = (kSanitizedAddressSpace ? std::size_t{64} : std::size_t{256}) << 20;
 
 gcheap::HeapOptions with_scavenger() {
     gcheap::HeapOptions o = gcheap::test::manual_gc();

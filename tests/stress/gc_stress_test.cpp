@@ -48,19 +48,12 @@
 #include <unordered_set>
 #include <vector>
 
-#if defined(__SANITIZE_THREAD__)
-#define GCHEAP_STRESS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
+#include "runtime/sanitizers.hpp"
+#ifdef GCHEAP_TSAN
 #define GCHEAP_STRESS_TSAN 1
 #endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef GCHEAP_ASAN
 #define GCHEAP_STRESS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GCHEAP_STRESS_ASAN 1
-#endif
 #endif
 
 using namespace gcheap::detail;
