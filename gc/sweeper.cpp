@@ -80,12 +80,16 @@ Span* Sweeper::sweep_for_allocation(std::size_t spc) {
 }
 
 bool Sweeper::sweep_one(std::size_t& released_pages) {
+    // Round robin over the classes, from where the last call stopped; one
+    // shared write per span swept, not per class probed.
+    const std::size_t start = next_class_.load(std::memory_order_relaxed);
     for (std::size_t k = 0; k < kNumSpanClasses; ++k) {
-        const std::size_t spc = next_class_.fetch_add(1, std::memory_order_relaxed) % kNumSpanClasses;
+        const std::size_t spc = (start + k) % kNumSpanClasses;
         Central& central = heap_.centrals_[spc];
         if (central.unswept_hint() == 0) continue;  // skip empty classes without their lock
         Span* span = central.pop_unswept();
         if (span == nullptr) continue;
+        next_class_.store(spc + 1, std::memory_order_relaxed);
         const Result r = sweep_span(span);
         if (r.released_pages != 0) central.add_frees(r.freed_objects);
         else central.push_swept(span, r.freed_objects);
