@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 namespace gcheap::detail {
 
@@ -63,8 +65,17 @@ bool OsMemory::commit(void* addr, std::size_t size) {
 }
 
 bool OsMemory::release(void* addr, std::size_t size) {
-    if (should_fail(OsCall::kRelease) || ::madvise(addr, size, MADV_DONTNEED) != 0) {
-        release_failures_.fetch_add(1, std::memory_order_relaxed);
+    const bool injected = should_fail(OsCall::kRelease);
+    if (injected || ::madvise(addr, size, MADV_DONTNEED) != 0) {
+        const int error = injected ? EAGAIN : errno;
+        const std::uint64_t failures = release_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+        // Reported on stderr the first time and every 1024th time after, never fatal.
+        if (failures == 1 || failures % 1024 == 0) {
+            std::fprintf(stderr,
+                         "gcheap: madvise(MADV_DONTNEED) of %zu bytes failed: %s (failure %llu; the pages stay "
+                         "resident and are counted as such)\n",
+                         size, std::strerror(error), static_cast<unsigned long long>(failures));
+        }
         return false;
     }
     return true;
