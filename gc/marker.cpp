@@ -16,9 +16,15 @@ constexpr std::size_t kScanChunk = 64 * 1024;     // bytes of one large object s
 constexpr std::size_t kShareThreshold = 64;       // keep at least this many items before sharing
 constexpr std::size_t kTransferBatch = 256;       // items moved to or from the pool at once
 
-bool test_and_set_mark(Span* span, std::uint32_t index) {
-    std::atomic_ref<std::uint64_t> word(span->mark_bits()[index / 64]);
+bool test_and_set_mark(Span* span, std::uint32_t index, bool exclusive) {
+    std::uint64_t& bits = span->mark_bits()[index / 64];
     const std::uint64_t bit = std::uint64_t{1} << (index % 64);
+    if (exclusive) {  // one marking thread: no atomic read-modify-write needed
+        if ((bits & bit) != 0) return false;
+        bits |= bit;
+        return true;
+    }
+    std::atomic_ref<std::uint64_t> word(bits);
     if ((word.load(std::memory_order_relaxed) & bit) != 0) return false;
     return (word.fetch_or(bit, std::memory_order_relaxed) & bit) == 0;
 }
@@ -63,6 +69,7 @@ void Marker::begin_cycle() {
         w->scanned_bytes = 0;
     }
     pool_.clear();
+    exclusive_ = helpers_.empty();  // no helper thread can touch a mark bit this cycle
     overflow_.store(false, std::memory_order_relaxed);
     overflow_rescans_ = 0;
 }
@@ -91,7 +98,7 @@ inline void Marker::grey_candidate(Worker& worker, std::uintptr_t candidate) {
     if (span == nullptr || candidate >= span->limit()) return;
     const std::uint32_t index = span->object_index(candidate);
     if (!span->is_allocated(index)) return;  // a free slot: stale value, ignore
-    if (!test_and_set_mark(span, index)) return;
+    if (!test_and_set_mark(span, index, exclusive_)) return;
     worker.marked_bytes += span->elem_size;
     if (span->noscan) return;
     const std::uintptr_t base = span->object_base(index);

@@ -99,6 +99,7 @@ private:
     const unsigned mark_threads_;
     std::vector<std::unique_ptr<Worker>> workers_;  // [0] is the collecting thread's
     std::atomic<bool> overflow_{false};
+    bool exclusive_ = false;  // this cycle marks on the collecting thread alone
     std::uint64_t overflow_rescans_ = 0;
 
     // Shared pool and termination detection, guarded by pool_mu_.

@@ -13,6 +13,20 @@
 
 namespace gcheap::detail {
 
+// Zeroes a reused slot. The common small classes get a constant-size memset,
+// which compiles to a few stores instead of a call.
+inline void zero_slot(void* p, std::size_t size) {
+    switch (size) {
+        case 8: std::memset(p, 0, 8); break;
+        case 16: std::memset(p, 0, 16); break;
+        case 24: std::memset(p, 0, 24); break;
+        case 32: std::memset(p, 0, 32); break;
+        case 48: std::memset(p, 0, 48); break;
+        case 64: std::memset(p, 0, 64); break;
+        default: std::memset(p, 0, size); break;
+    }
+}
+
 inline void* Heap::alloc(std::size_t size, bool noscan) {
     const ThreadCacheSlot& slot = tls_cache_slot;
     ThreadCache* cache = slot.heap_id == id_ ? slot.cache : cache_for_current_thread();
@@ -29,7 +43,7 @@ inline void* Heap::alloc_small(ThreadCache* cache, std::size_t spc) {
         AllocRegion region(tls_cache_slot);  // a world stop waits for its end
         Span* span = cache->spans[spc];
         p = span->next_free_fast();
-        if (p != nullptr && span->needzero) [[unlikely]] std::memset(p, 0, span->elem_size);
+        if (p != nullptr && span->needzero) [[unlikely]] zero_slot(p, span->elem_size);
     }
     if (p == nullptr) [[unlikely]] return alloc_small_slow(cache, spc);
     return p;
