@@ -274,20 +274,17 @@ void Marker::rescan_marked_objects(Worker& worker) {
     // only newly marked objects can overflow again: each round marks more,
     // hence the rounds end.
     ++overflow_rescans_;
-    index_.for_each_arena([&](const ArenaMeta& meta) {
-        for (std::size_t p = 0; p < kPagesPerArena; ++p) {
-            Span* span = meta.spans[p].load(std::memory_order_relaxed);
-            if (span == nullptr || span->base != meta.base + p * kPageSize || span->noscan) continue;
-            for (std::uint32_t i = 0; i < span->nelems; ++i) {
-                if (((span->mark_bits()[i / 64] >> (i % 64)) & 1) == 0) continue;
-                const std::uintptr_t base = span->object_base(i);
-                while (!worker.stack.push({base, base + span->elem_size})) {
-                    if (worker.stack.empty()) {  // cannot hold even one item: scan it directly
-                        scan_words(worker, base, base + span->elem_size);
-                        break;
-                    }
-                    drain_alone(worker);
+    index_.for_each_span([&](Span* span) {
+        if (span->noscan) return;
+        for (std::uint32_t i = 0; i < span->nelems; ++i) {
+            if (((span->mark_bits()[i / 64] >> (i % 64)) & 1) == 0) continue;
+            const std::uintptr_t base = span->object_base(i);
+            while (!worker.stack.push({base, base + span->elem_size})) {
+                if (worker.stack.empty()) {  // cannot hold even one item: scan it directly
+                    scan_words(worker, base, base + span->elem_size);
+                    break;
                 }
+                drain_alone(worker);
             }
         }
     });

@@ -16,19 +16,13 @@
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
 
+#include <gcheap/gcheap.hpp>
+
 #include <algorithm>
 #include <new>
 #include <stdexcept>
 
 namespace gcheap::detail {
-
-namespace {
-
-// A compiler barrier that makes `p` live in a register or this frame up to
-// here (gcheap::keep_alive, internal).
-inline void keep_alive_in_frame(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
-
-}  // namespace
 
 void Heap::maybe_collect() {
     if (collector_->should_trigger(heap_live_.load(std::memory_order_relaxed))) collector_->collect_triggered();
@@ -169,7 +163,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
             // may scan stale bytes: that can retain garbage for a cycle, never
             // lose an object.
             dirty.zero(reinterpret_cast<std::uintptr_t>(object), span->elem_size);
-            keep_alive_in_frame(object);
+            gcheap::keep_alive(object);
             return object;
         }
         if (attempt == 1 || !collector_->collects_automatically()) throw std::bad_alloc();

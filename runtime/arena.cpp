@@ -1,6 +1,8 @@
 // Arena index maintenance (see arena.hpp for the invariants).
 #include "runtime/arena.hpp"
 
+#include "runtime/span.hpp"
+
 #include <new>
 
 namespace gcheap::detail {
@@ -20,6 +22,8 @@ ArenaIndex::~ArenaIndex() {
         os_.unmap(l2, kL2Bytes);
     }
 }
+
+bool ArenaIndex::first_page_of(const Span* span, std::uintptr_t page) { return span->base == page; }
 
 ArenaMeta* ArenaIndex::add_arena_locked(std::uintptr_t base) {
     const std::size_t l1 = base >> (kArenaShift + kArenaL2Bits);

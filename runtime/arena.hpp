@@ -102,7 +102,20 @@ public:
         }
     }
 
+    /// Visits every in-use span once (at its first page), in address order.
+    /// The caller keeps the page map still (allocator gate closed or world stopped).
+    template <class F>
+    void for_each_span(F&& f) const {
+        for_each_arena([&](const ArenaMeta& meta) {
+            for (std::size_t p = 0; p < kPagesPerArena; ++p) {
+                Span* span = meta.spans[p].load(std::memory_order_relaxed);
+                if (span != nullptr && first_page_of(span, meta.base + p * kPageSize)) f(span);
+            }
+        });
+    }
+
 private:
+    static bool first_page_of(const Span* span, std::uintptr_t page);
     static constexpr std::size_t kL1Entries = std::size_t{1} << kArenaL1Bits;
     static constexpr std::size_t kL2Entries = std::size_t{1} << kArenaL2Bits;
     static constexpr std::size_t kL2Bytes = kL2Entries * sizeof(std::atomic<ArenaMeta*>);

@@ -145,12 +145,6 @@ void Heap::flush_cache_locked(ThreadCache* cache) {
     cache->tiny_offset = 0;
 }
 
-void Heap::flush_current_thread_cache() {
-    if (tls_cache_slot.heap_id != id_) return;
-    SharedGate gate(gate_);
-    flush_cache_locked(tls_cache_slot.cache);
-}
-
 bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
     Span* span = arena_index_.span_of(addr);
     if (span == nullptr || addr >= span->limit()) return false;  // free page, or a span's tail
@@ -185,17 +179,13 @@ std::size_t Heap::release_free_pages() {
 SlowCounts Heap::count_slow() {
     AllocatorLock lock(*this);
     SlowCounts counts;
-    arena_index_.for_each_arena([&](const ArenaMeta& meta) {
-        for (std::size_t p = 0; p < kPagesPerArena; ++p) {
-            const Span* span = meta.spans[p].load(std::memory_order_relaxed);
-            if (span == nullptr || span->base != meta.base + p * kPageSize) continue;  // first page only
-            const std::uint32_t live = span->alloc_count.load(std::memory_order_relaxed);
-            counts.alloc_bytes += std::uint64_t{live} * span->elem_size;
-            counts.objects += live;
-            counts.inuse_bytes += span->npages * kPageSize;
-            counts.live_by_class[span->size_class] += live;
-            ++counts.spans;
-        }
+    arena_index_.for_each_span([&](const Span* span) {
+        const std::uint32_t live = span->alloc_count.load(std::memory_order_relaxed);
+        counts.alloc_bytes += std::uint64_t{live} * span->elem_size;
+        counts.objects += live;
+        counts.inuse_bytes += span->npages * kPageSize;
+        counts.live_by_class[span->size_class] += live;
+        ++counts.spans;
     });
     return counts;
 }
@@ -226,14 +216,10 @@ const char* Heap::verify() {
     });
     if (problem != nullptr || collector_->sweeper().pending()) return problem;
     // (W2) With sweeping finished, no span carries mark bits into the next cycle.
-    arena_index_.for_each_arena([&](const ArenaMeta& meta) {
-        for (std::size_t p = 0; p < kPagesPerArena; ++p) {
-            const Span* span = meta.spans[p].load(std::memory_order_relaxed);
-            if (span == nullptr || span->base != meta.base + p * kPageSize) continue;
-            if (span->home == SpanHome::kUnswept) problem = "unswept span while no sweep is pending (C3)";
-            for (std::size_t w = 0; w < kBitmapWords; ++w) {
-                if (span->mark_bits()[w] != 0) problem = "mark bits left after sweeping (W2)";
-            }
+    arena_index_.for_each_span([&](const Span* span) {
+        if (span->home == SpanHome::kUnswept) problem = "unswept span while no sweep is pending (C3)";
+        for (std::size_t w = 0; w < kBitmapWords; ++w) {
+            if (span->mark_bits()[w] != 0) problem = "mark bits left after sweeping (W2)";
         }
     });
     return problem;

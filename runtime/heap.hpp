@@ -90,9 +90,6 @@ public:
     /// In use, free (resident), released, or outside this heap's committed memory.
     PageState page_state(std::uintptr_t addr);
 
-    /// Returns the calling thread's cached spans to the central lists.
-    void flush_current_thread_cache();
-
     /// Releases every resident free page to the OS; returns bytes released.
     std::size_t release_free_pages();
 

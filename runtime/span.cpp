@@ -70,17 +70,6 @@ std::uint32_t Span::next_free_index() {
     return result;
 }
 
-std::uint32_t Span::count_alloc_bits() const {
-    std::uint32_t n = 0;
-    const std::uint32_t words = (nelems + 63) / 64;
-    for (std::uint32_t w = 0; w < words; ++w) {
-        std::uint64_t word = alloc_bits()[w];
-        if (w == words - 1 && nelems % 64 != 0) word &= (std::uint64_t{1} << (nelems % 64)) - 1;
-        n += static_cast<std::uint32_t>(std::popcount(word));
-    }
-    return n;
-}
-
 const char* Span::verify() const {
     if (state != SpanState::kInUse) return "span is not in use";
     if (free_index > nelems) return "free_index beyond nelems";

@@ -115,9 +115,6 @@ struct Span {
     /// Resets the span to describe a fresh run of pages for `spc` (0 for large).
     void init(std::uintptr_t base_addr, std::size_t pages, std::size_t spc, bool is_noscan);
 
-    /// Counts slots whose alloc bit is set (used by sweeping and verify()).
-    std::uint32_t count_alloc_bits() const;
-
     /// Checks (S1)-(S3); returns nullptr or a description of the first violation.
     const char* verify() const;
 };
