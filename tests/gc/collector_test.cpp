@@ -27,16 +27,6 @@ struct Node {
 };
 
 
-// Overwrites a stretch of stack below the caller, so that pointers left in
-// dead frames by earlier calls do not act as roots. Conservative collectors
-// need this in tests that expect garbage to be freed; samples/ shows users
-// the same technique.
-[[gnu::noinline]] void clear_stack() {
-    volatile char buffer[64 * 1024];
-    std::memset(const_cast<char*>(buffer), 0, sizeof buffer);
-    gcheap::keep_alive(const_cast<char*>(buffer));
-}
-
 [[gnu::noinline]] void allocate_garbage(Heap& heap, int count, std::size_t size) {
     for (int i = 0; i < count; ++i) {
         auto* p = static_cast<std::uint64_t*>(heap.alloc(size, false));
@@ -64,7 +54,7 @@ bool list_intact(const Node* head, int n) {
 }
 
 void collect(Heap& heap) {
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();
 }
 

@@ -19,33 +19,6 @@ using gcheap::MemStats;
 
 namespace {
 
-// Every identity Go's tests assert; returns the first that fails, or "".
-std::string check_identities(const MemStats& s) {
-    if (s.HeapSys != s.HeapIdle + s.HeapInuse) return "HeapSys != HeapIdle + HeapInuse";
-    if (s.HeapReleased > s.HeapIdle) return "HeapReleased > HeapIdle";
-    if (s.HeapAlloc > s.HeapInuse) return "HeapAlloc > HeapInuse";
-    if (s.Alloc != s.HeapAlloc) return "Alloc != HeapAlloc";
-    if (s.HeapObjects != s.Mallocs - s.Frees) return "HeapObjects != Mallocs - Frees";
-    if (s.TotalAlloc < s.HeapAlloc) return "TotalAlloc < HeapAlloc";
-    if (s.Sys != s.HeapSys + s.StackSys + s.MSpanSys + s.MCacheSys + s.BuckHashSys + s.GCSys + s.OtherSys)
-        return "Sys != sum of *Sys";
-    if (s.MSpanInuse > s.MSpanSys) return "MSpanInuse > MSpanSys";
-    if (s.MCacheInuse > s.MCacheSys) return "MCacheInuse > MCacheSys";
-    if (s.StackInuse > s.StackSys) return "StackInuse > StackSys";
-    if (s.HeapSys % kPageSize != 0 || s.HeapInuse % kPageSize != 0) return "heap figures not whole pages";
-    std::uint64_t by_size_mallocs = 0;
-    std::uint64_t by_size_frees = 0;
-    for (std::size_t c = 0; c < kBySizeClasses; ++c) {
-        if (s.BySize[c].Size != kClassSize[c]) return "BySize[" + std::to_string(c) + "].Size";
-        if (s.BySize[c].Frees > s.BySize[c].Mallocs) return "BySize frees > mallocs";
-        by_size_mallocs += s.BySize[c].Mallocs;
-        by_size_frees += s.BySize[c].Frees;
-    }
-    if (by_size_mallocs > s.Mallocs || by_size_frees > s.Frees) return "BySize exceeds totals";
-    if (!s.EnableGC || s.DebugGC || s.Lookups != 0) return "constant fields";
-    return "";
-}
-
 }  // namespace
 
 TEST_CASE("mem stats: the struct has exactly Go's fields", "[mem_stats]") {
@@ -62,7 +35,7 @@ TEST_CASE("mem stats: the struct has exactly Go's fields", "[mem_stats]") {
 TEST_CASE("mem stats: a fresh heap has no objects and the identities hold", "[mem_stats]") {
     Heap heap(gcheap::test::no_gc());
     const MemStats s = heap.read_mem_stats();
-    CHECK(check_identities(s).empty());
+    CHECK(gcheap::test::check_identities(s).empty());
     CHECK(s.HeapAlloc == 0);
     CHECK(s.Mallocs == 0);
     CHECK(s.HeapInuse == 0);
@@ -79,7 +52,7 @@ TEST_CASE("mem stats: one 16-byte object alone costs a whole 8 KiB page of HeapI
     CHECK(after.heap_usage() - before.heap_usage() == 8192);
     CHECK(after.Mallocs - before.Mallocs == 1);
     CHECK(after.BySize[2].Mallocs - before.BySize[2].Mallocs == 1);
-    CHECK(check_identities(after).empty());
+    CHECK(gcheap::test::check_identities(after).empty());
 }
 
 TEST_CASE("mem stats: counts are slot sizes and page-rounded large sizes", "[mem_stats]") {
@@ -96,7 +69,7 @@ TEST_CASE("mem stats: counts are slot sizes and page-rounded large sizes", "[mem
     CHECK(s.BySize[3].Mallocs == 1);
     CHECK(s.BySize[33].Mallocs == 1);
     CHECK(s.HeapInuse == 8192 + 8192 + 10 * 8192);
-    CHECK(check_identities(s).empty());
+    CHECK(gcheap::test::check_identities(s).empty());
 }
 
 TEST_CASE("mem stats: fast counters equal a slow recount of every span", "[mem_stats]") {
@@ -110,7 +83,7 @@ TEST_CASE("mem stats: fast counters equal a slow recount of every span", "[mem_s
     }
     const MemStats s = heap.read_mem_stats();
     const SlowCounts slow = heap.count_slow();
-    CHECK(check_identities(s).empty());
+    CHECK(gcheap::test::check_identities(s).empty());
     CHECK(s.HeapAlloc == slow.alloc_bytes);
     CHECK(s.HeapObjects == slow.objects);
     CHECK(s.HeapInuse == slow.inuse_bytes);
@@ -129,7 +102,7 @@ TEST_CASE("mem stats: metadata is counted where it lives", "[mem_stats]") {
     CHECK(s.MSpanSys >= s.MSpanInuse);
     CHECK(s.MCacheInuse >= sizeof(ThreadCache));
     CHECK(s.GCSys >= sizeof(ArenaMeta));  // at least one arena's page map
-    CHECK(check_identities(s).empty());
+    CHECK(gcheap::test::check_identities(s).empty());
 }
 
 TEST_CASE("mem stats: identities hold on every read while four threads allocate", "[mem_stats][threads]") {
@@ -164,7 +137,7 @@ TEST_CASE("mem stats: identities hold on every read while four threads allocate"
     std::string failure;
     while (running.load() > 0 || reads == 0) {
         const MemStats s = heap.read_mem_stats();
-        failure = check_identities(s);
+        failure = gcheap::test::check_identities(s);
         if (!failure.empty()) break;
         ++reads;
     }
@@ -172,7 +145,7 @@ TEST_CASE("mem stats: identities hold on every read while four threads allocate"
     INFO("reads while allocating: " << reads);
     REQUIRE(failure.empty());
     const MemStats s = heap.read_mem_stats();
-    CHECK(check_identities(s).empty());
+    CHECK(gcheap::test::check_identities(s).empty());
     CHECK(s.Mallocs == std::uint64_t{kThreads} * kPerThread);
     CHECK(s.HeapAlloc == expected_bytes.load());
     CHECK(s.TotalAlloc == expected_bytes.load());
@@ -191,7 +164,7 @@ TEST_CASE("mem stats: releasing free pages moves them from idle-resident to rele
     CHECK(after.HeapReleased == before.HeapReleased);
     CHECK(after.HeapIdle == after.HeapReleased);
     CHECK(after.heap_usage() == after.HeapInuse);
-    CHECK(check_identities(after).empty());
+    CHECK(gcheap::test::check_identities(after).empty());
 }
 
 TEST_CASE("mem stats: the public read_mem_stats reads the default heap", "[mem_stats][api]") {
@@ -200,5 +173,5 @@ TEST_CASE("mem stats: the public read_mem_stats reads the default heap", "[mem_s
     const MemStats after = gcheap::read_mem_stats();
     CHECK(after.Mallocs - before.Mallocs == 1000);
     CHECK(after.HeapAlloc - before.HeapAlloc == 48000);
-    CHECK(check_identities(after).empty());
+    CHECK(gcheap::test::check_identities(after).empty());
 }

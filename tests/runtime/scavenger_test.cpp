@@ -50,20 +50,6 @@ gcheap::HeapOptions with_scavenger() {
     }
 }
 
-[[gnu::noinline]] void clear_stack() {
-    volatile char buffer[64 * 1024];
-    std::memset(const_cast<char*>(buffer), 0, sizeof buffer);
-    gcheap::keep_alive(const_cast<char*>(buffer));
-}
-
-std::string check_identities(const gcheap::MemStats& s) {
-    if (s.HeapSys != s.HeapIdle + s.HeapInuse) return "HeapSys != HeapIdle + HeapInuse";
-    if (s.HeapReleased > s.HeapIdle) return "HeapReleased > HeapIdle";
-    if (s.HeapAlloc > s.HeapInuse) return "HeapAlloc > HeapInuse";
-    if (s.HeapObjects != s.Mallocs - s.Frees) return "HeapObjects != Mallocs - Frees";
-    return "";
-}
-
 }  // namespace
 
 TEST_CASE("scavenger: after 256 MiB is dropped, the background thread releases it and RSS falls",
@@ -72,7 +58,7 @@ TEST_CASE("scavenger: after 256 MiB is dropped, the background thread releases i
     allocate_and_touch(heap, kDropBytes, 48 * 1024);
     const std::uint64_t rss_full = resident_bytes();
     const gcheap::MemStats full = heap.read_mem_stats();
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();  // sweeps everything: the pages are free and resident
     const gcheap::MemStats swept = heap.read_mem_stats();
     REQUIRE(swept.HeapIdle - swept.HeapReleased > kDropBytes / 4 * 3);
@@ -84,7 +70,7 @@ TEST_CASE("scavenger: after 256 MiB is dropped, the background thread releases i
     while (s.heap_usage() > heap.scavenger().goal() + 2 * kPageSize && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::yield();
         s = heap.read_mem_stats();
-        REQUIRE(check_identities(s).empty());
+        REQUIRE(gcheap::test::check_identities(s).empty());
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double cpu = static_cast<double>(heap.scavenger().thread_cpu_ns() - cpu_before) / 1e9;
@@ -106,7 +92,7 @@ TEST_CASE("scavenger: free_os_memory releases every free page at once", "[scaven
     Heap heap(o);
     void* keep = heap.alloc(1000, false);
     allocate_and_touch(heap, std::size_t{64} << 20, 4096);
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();
     const gcheap::MemStats before = heap.read_mem_stats();
     CHECK(before.HeapIdle - before.HeapReleased > (std::uint64_t{60} << 20));
@@ -115,7 +101,7 @@ TEST_CASE("scavenger: free_os_memory releases every free page at once", "[scaven
     CHECK(after.HeapIdle == after.HeapReleased);
     CHECK(after.heap_usage() == after.HeapInuse);  // within zero pages of HeapInuse
     CHECK(after.HeapInuse == before.HeapInuse);
-    CHECK(check_identities(after).empty());
+    CHECK(gcheap::test::check_identities(after).empty());
     CHECK(heap.verify() == nullptr);
     gcheap::keep_alive(keep);
 }
@@ -125,7 +111,7 @@ TEST_CASE("scavenger: disabled, it releases nothing; enabled, it catches up", "[
     Heap heap(o);
     CHECK_FALSE(heap.scavenger().enabled());
     allocate_and_touch(heap, std::size_t{32} << 20, 8192);
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();
     const gcheap::MemStats swept = heap.read_mem_stats();
     CHECK(heap.scavenger().released_bytes() == 0);
@@ -143,7 +129,7 @@ TEST_CASE("scavenger: disabled, it releases nothing; enabled, it catches up", "[
 TEST_CASE("scavenger: identities hold while threads allocate during scavenging", "[scavenger][threads]") {
     Heap heap(with_scavenger());
     allocate_and_touch(heap, std::size_t{128} << 20, 32 * 1024);
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();
     std::atomic<bool> stop{false};
     std::thread allocator([&] {
@@ -152,7 +138,7 @@ TEST_CASE("scavenger: identities hold while threads allocate during scavenging",
     std::string failure;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     while (std::chrono::steady_clock::now() < deadline && failure.empty()) {
-        failure = check_identities(heap.read_mem_stats());
+        failure = gcheap::test::check_identities(heap.read_mem_stats());
     }
     stop.store(true);
     allocator.join();
@@ -164,7 +150,7 @@ TEST_CASE("scavenger: identities hold while threads allocate during scavenging",
 TEST_CASE("scavenger: released pages that are reused count as in use again and read as zero", "[scavenger]") {
     Heap heap(gcheap::test::manual_gc());
     allocate_and_touch(heap, std::size_t{16} << 20, 1 << 20);
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();
     heap.release_free_pages();
     const gcheap::MemStats released = heap.read_mem_stats();
@@ -181,7 +167,7 @@ TEST_CASE("scavenger: near the memory limit, growth releases free pages first", 
     gcheap::HeapOptions o = gcheap::test::manual_gc();
     Heap heap(o);
     allocate_and_touch(heap, std::size_t{48} << 20, 1 << 20);
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();
     const gcheap::MemStats swept = heap.read_mem_stats();
     REQUIRE(swept.HeapIdle - swept.HeapReleased >= (std::uint64_t{40} << 20));
@@ -192,7 +178,7 @@ TEST_CASE("scavenger: near the memory limit, growth releases free pages first", 
     INFO("usage " << (after.heap_usage() >> 20) << " MiB, released " << (after.HeapReleased >> 20) << " MiB");
     CHECK(after.HeapReleased > swept.HeapReleased + (std::uint64_t{30} << 20));
     CHECK(after.heap_usage() <= swept.HeapInuse + (std::uint64_t{8} << 20) + (std::uint64_t{4} << 20));
-    CHECK(check_identities(after).empty());
+    CHECK(gcheap::test::check_identities(after).empty());
 }
 
 TEST_CASE("scavenger: GCHEAP_SCAVENGER=off turns the background thread off", "[scavenger][options]") {

@@ -26,6 +26,7 @@
 // prints a line per cycle.
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
+#include "tests/support/heap_fixture.hpp"
 
 #include <gcheap/gcheap.hpp>
 
@@ -203,14 +204,6 @@ Ref payload_ref(const Node& n, std::uint32_t i) {
     Ref r;
     std::memcpy(&r, payload_base(n) + std::size_t{i} * sizeof(Ref), sizeof r);
     return r;
-}
-
-// Overwrites a stretch of stack below the caller, so that pointers left in
-// dead frames do not act as roots (as in tests/gc/collector_test.cpp).
-[[gnu::noinline]] void clear_stack() {
-    volatile char buffer[64 * 1024];
-    std::memset(const_cast<char*>(buffer), 0, sizeof buffer);
-    gcheap::keep_alive(const_cast<char*>(buffer));
 }
 
 std::string hex(const void* p) {
@@ -802,7 +795,7 @@ struct Outcome {
     // Everything the threads left behind, checked once more with the world
     // quiet: after a full collection every node and payload must still be an
     // allocated object with intact contents.
-    clear_stack();
+    gcheap::test::clear_stack();
     heap.collector().collect();
     ++outcome.expected_forced;
     std::vector<Ref> roots;  // malloc'd copies: the mailbox keeps the originals reachable
@@ -884,7 +877,7 @@ void stress(const HeapOptions& options, const Config& config) {
 
     // With every root dropped, the heap empties out but for what stale stack
     // words of this thread may still pin.
-    clear_stack();
+    gcheap::test::clear_stack();
     heap->collector().collect();
     const gcheap::MemStats after = heap->read_mem_stats();
     INFO("after dropping everything: HeapObjects " << after.HeapObjects << ", HeapAlloc " << after.HeapAlloc
