@@ -1,6 +1,7 @@
 // One collection cycle; see collector.hpp for the phases and their rules.
 #include "gc/collector.hpp"
 
+#include "runtime/clock.hpp"
 #include "runtime/heap.hpp"
 #include "runtime/scavenger.hpp"
 
@@ -14,12 +15,6 @@
 namespace gcheap::detail {
 
 namespace {
-
-std::uint64_t monotonic_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 std::uint64_t unix_ns() {
     timespec ts;

@@ -2,6 +2,7 @@
 #include "runtime/scavenger.hpp"
 
 #include "gc/collector.hpp"
+#include "runtime/clock.hpp"
 #include "runtime/heap.hpp"
 
 #include <pthread.h>
@@ -19,12 +20,6 @@ constexpr std::size_t kChunkBytes = 64 * 1024;           // Go's scavenge quantu
 constexpr std::uint64_t kMaxWorkNs = 1000000;            // work for at most 1 ms per batch
 constexpr std::uint64_t kSleepPerWork = 99;              // 1% of one CPU
 constexpr std::uint64_t kNoGoal = std::numeric_limits<std::uint64_t>::max();
-
-std::uint64_t now_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 }  // namespace
 
@@ -104,7 +99,7 @@ void Scavenger::run() {
             const std::uint64_t goal = this->goal();
             const std::uint64_t retained = retained_bytes();
             if (goal == kNoGoal || retained <= goal + kPageSize) break;
-            const std::uint64_t start = now_ns();
+            const std::uint64_t start = monotonic_ns();
             std::uint64_t excess = retained - goal;
             std::size_t released = 0;
             do {
@@ -112,10 +107,10 @@ void Scavenger::run() {
                 if (got == 0) break;  // nothing resident is free, or madvise failed
                 released += got;
                 excess -= std::min<std::uint64_t>(got, excess);
-            } while (excess > 0 && now_ns() - start < kMaxWorkNs);
+            } while (excess > 0 && monotonic_ns() - start < kMaxWorkNs);
             released_.fetch_add(released, std::memory_order_relaxed);
             if (released == 0) break;
-            const std::uint64_t worked = std::max<std::uint64_t>(now_ns() - start, 1000);
+            const std::uint64_t worked = std::max<std::uint64_t>(monotonic_ns() - start, 1000);
             std::unique_lock<std::mutex> sleep_lock(mu_);
             if (cv_.wait_for(sleep_lock, std::chrono::nanoseconds(worked * kSleepPerWork),
                              [&] { return stopping_ || !enabled_.load(std::memory_order_relaxed); })) {
