@@ -1,6 +1,9 @@
 // One collection cycle; see collector.hpp for the phases and their rules.
 #include "gc/collector.hpp"
 
+#include "gc/checkmark.hpp"
+#include "runtime/debug.hpp"
+
 #include "runtime/clock.hpp"
 #include "runtime/heap.hpp"
 #include "runtime/scavenger.hpp"
@@ -11,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <type_traits>
 
 namespace gcheap::detail {
 
@@ -60,17 +64,22 @@ const OwnStack& own_stack() {
     return tls_own_stack;
 }
 
+// The collecting thread scans its own stack from inside
+// with_registers_on_stack, so that its callee-saved registers are on it too;
+// GCHEAP_DEBUG=checkmark gets a copy of exactly what was scanned.
 struct ScanOwnStack {
     Marker* marker;
+    CheckMarker* check;
     std::uintptr_t hi;
-    std::uint64_t* scanned;
-};
+    std::uint64_t scanned;
 
-void scan_own_stack(std::uintptr_t sp, void* arg) {
-    auto* self = static_cast<ScanOwnStack*>(arg);
-    self->marker->scan_stack(sp, self->hi, current_fake_stack());
-    *self->scanned += self->hi - sp;
-}
+    static void run(std::uintptr_t sp, void* arg) {
+        auto* self = static_cast<ScanOwnStack*>(arg);
+        self->marker->scan_stack(sp, self->hi, current_fake_stack());
+        if (self->check != nullptr) self->check->snapshot_own_stack(sp, self->hi, current_fake_stack());
+        self->scanned += self->hi - sp;
+    }
+};
 
 }  // namespace
 
@@ -90,6 +99,7 @@ void Collector::collect() {
     run_cycle(true);
     phase_.store(GcPhase::kSweep, std::memory_order_relaxed);
     sweeper_.sweep_all();
+    verify_after_sweep();
     phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
     heap_.scavenger().on_cycle_end(heap_.read_mem_stats().HeapInuse);
 }
@@ -109,6 +119,7 @@ void Collector::collect_for_memory() {
     MutatorLock<> lock(cycle_mu_);
     run_cycle(false);
     sweeper_.sweep_all();
+    verify_after_sweep();
     phase_.store(GcPhase::kIdle, std::memory_order_relaxed);
 }
 
@@ -117,6 +128,7 @@ void Collector::run_cycle(bool forced) {
     t.start_ns = monotonic_ns();
     phase_.store(GcPhase::kSweepTermination, std::memory_order_relaxed);
     sweeper_.sweep_all();  // W2: every mark bit is clear from here on
+    verify_after_sweep();
     marker_.ensure_helpers();
     const OwnStack& stack = own_stack();  // may allocate; must precede the stop
     (void)stack;
@@ -135,10 +147,16 @@ void Collector::run_cycle(bool forced) {
     heap_.flush_all_caches_stopped();
     t.live_before = heap_.heap_live_.load(std::memory_order_relaxed);
     marker_.begin_cycle();
-    mark_roots_stopped(t);
+    CheckMarker check(heap_, marker_);
+    const bool checking = heap_.debug().checkmark() && check.begin();
+    mark_roots_stopped(marker_, &t, checking ? &check : nullptr);
     marker_.drain();
     if (finalizers_.resurrect_unreachable_locked(marker_) != 0) marker_.drain();
     if (after_mark_hook_ != nullptr) after_mark_hook_(heap_, after_mark_arg_);
+    if (checking) {
+        mark_roots_stopped(check, nullptr, nullptr);
+        check.finish();
+    }
     t.marked = marker_.marked_bytes();
     t.marked_ns = monotonic_ns();
 
@@ -163,22 +181,43 @@ void Collector::run_cycle(bool forced) {
     if (gctrace_ > 0) print_gctrace(t, forced);
 }
 
-void Collector::mark_roots_stopped(CycleTimes& t) {
-    roots_.for_each_locked([&](std::uintptr_t begin, std::uintptr_t end) { marker_.scan_root_range(begin, end); });
-    t.globals = roots_.bytes_locked();
+template <class M>
+void Collector::mark_roots_stopped(M& marker, CycleTimes* t, CheckMarker* check) {
+    roots_.for_each_locked([&](std::uintptr_t begin, std::uintptr_t end) { marker.scan_root_range(begin, end); });
     std::uint64_t stacks = 0;
     const pthread_t self = pthread_self();
     threads_.for_each_locked([&](const ThreadRecord& r) {
         if (pthread_equal(r.thread, self)) return;
         const std::uintptr_t sp = r.stop_state->stop_sp;
         if (sp < r.stack_lo || sp > r.stack_hi) return;  // not on its own stack: nothing we can scan safely
-        marker_.scan_stack(sp, r.stack_hi, r.stop_state->fake_stack);
+        marker.scan_stack(sp, r.stack_hi, r.stop_state->fake_stack);
         stacks += r.stack_hi - sp;
     });
-    ScanOwnStack own{&marker_, tls_own_stack.hi, &stacks};
-    with_registers_on_stack(scan_own_stack, &own);
-    t.stacks = stacks;
-    finalizers_.mark_roots_locked(marker_);
+    if constexpr (std::is_same_v<M, CheckMarker>) {
+        marker.scan_own_stack();
+    } else {
+        ScanOwnStack own{&marker, check, tls_own_stack.hi, 0};
+        with_registers_on_stack(ScanOwnStack::run, &own);
+        stacks += own.scanned;
+    }
+    finalizers_.mark_roots_locked(marker);
+    if (t != nullptr) {
+        t->globals = roots_.bytes_locked();
+        t->stacks = stacks;
+    }
+}
+
+void Collector::verify_after_sweep() {
+    if (!heap_.debug().verify()) return;
+    char report[1024];
+    bool ok = false;
+    {
+        Heap::AllocatorLock lock(heap_);
+        threads_.stop_the_world();
+        ok = heap_.verify_stopped(report, sizeof report);
+        threads_.start_the_world();
+    }
+    if (!ok) debug_fatal(report);
 }
 
 std::size_t Collector::begin_sweep_stopped() {

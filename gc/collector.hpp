@@ -42,6 +42,7 @@
 
 namespace gcheap::detail {
 
+class CheckMarker;
 class Heap;
 
 enum class GcPhase : std::uint8_t { kIdle, kSweepTermination, kStop, kMark, kMarkTermination, kSweep };
@@ -93,7 +94,13 @@ private:
         std::uint64_t live_before, marked, goal, stacks, globals;
     };
     void run_cycle(bool forced);
-    void mark_roots_stopped(CycleTimes& times);
+    /// Greys every root into `marker`: the Marker (handing `check`, when
+    /// there is one, its copy of this thread's stack), or the CheckMarker.
+    template <class M>
+    void mark_roots_stopped(M& marker, CycleTimes* times, CheckMarker* check);
+    /// GCHEAP_DEBUG=verify: checks the whole heap with the world stopped
+    /// after a sweep has finished; aborts with a report on a violation.
+    void verify_after_sweep();
     std::size_t begin_sweep_stopped();
     void record_cycle(const CycleTimes& t, bool forced);
     void print_gctrace(const CycleTimes& t, bool forced);

@@ -46,12 +46,6 @@ void Finalizers::set(void* object, FinalizerFn fn) {
     if (!thread_.joinable()) thread_ = std::thread([this] { thread_main(); });
 }
 
-void Finalizers::mark_roots_locked(Marker& marker) {
-    for (const Pending& p : staged_) marker.grey(reinterpret_cast<std::uintptr_t>(p.object));
-    for (const Pending& p : queue_) marker.grey(reinterpret_cast<std::uintptr_t>(p.object));
-    for (const auto& [object, fn] : table_) marker.scan_object_words(object);
-}
-
 std::size_t Finalizers::resurrect_unreachable_locked(Marker& marker) {
     std::size_t found = 0;
     for (auto it = table_.begin(); it != table_.end();) {

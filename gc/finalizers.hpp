@@ -42,8 +42,14 @@ public:
     void set(void* object, FinalizerFn fn);
 
     std::mutex& mutex() { return mu_; }
-    /// World stopped: queued objects are roots; registered objects' words are scanned.
-    void mark_roots_locked(Marker& marker);
+    /// World stopped: queued objects are roots; registered objects' words are
+    /// scanned. M is the Marker, or the CheckMarker of GCHEAP_DEBUG=checkmark.
+    template <class M>
+    void mark_roots_locked(M& marker) {
+        for (const Pending& p : staged_) marker.grey(reinterpret_cast<std::uintptr_t>(p.object));
+        for (const Pending& p : queue_) marker.grey(reinterpret_cast<std::uintptr_t>(p.object));
+        for (const auto& [object, fn] : table_) marker.scan_object_words(object);
+    }
     /// World stopped, after marking: resurrects unreachable registered objects
     /// and moves them to the queue's staging area. Returns how many.
     std::size_t resurrect_unreachable_locked(Marker& marker);

@@ -122,22 +122,9 @@ void Marker::scan_root_range(std::uintptr_t begin, std::uintptr_t end) {
     if (begin < end) scan_words(*workers_[0], begin, end);
 }
 
-GCHEAP_NO_SANITIZE_SCAN void Marker::scan_stack(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack) {
+void Marker::scan_stack(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack) {
     scan_root_range(sp, hi);
-#ifdef GCHEAP_ASAN
-    if (fake_stack == nullptr) return;
-    for (std::uintptr_t p = sp & ~(sizeof(std::uintptr_t) - 1); p + sizeof(std::uintptr_t) <= hi;
-         p += sizeof(std::uintptr_t)) {
-        void* frame_begin = nullptr;
-        void* frame_end = nullptr;
-        void* word = *reinterpret_cast<void* const volatile*>(p);
-        if (__asan_addr_is_in_fake_stack(fake_stack, word, &frame_begin, &frame_end) != nullptr) {
-            scan_root_range(reinterpret_cast<std::uintptr_t>(frame_begin), reinterpret_cast<std::uintptr_t>(frame_end));
-        }
-    }
-#else
-    (void)fake_stack;
-#endif
+    for_each_fake_frame(sp, hi, fake_stack, [this](std::uintptr_t lo, std::uintptr_t end) { scan_root_range(lo, end); });
 }
 
 bool Marker::grey(std::uintptr_t addr) {

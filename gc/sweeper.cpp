@@ -8,6 +8,25 @@
 
 namespace gcheap::detail {
 
+namespace {
+
+// GCHEAP_DEBUG=clobberfree: a freed object reads as kClobberPattern until it
+// is allocated again (allocation zeroes it: freed slots set needzero, freed
+// pages are dirty), so a use after free shows up at once.
+void clobber(std::uintptr_t base, std::size_t bytes) {
+    auto* words = reinterpret_cast<std::uint64_t*>(base);
+    for (std::size_t i = 0; i < bytes / sizeof(std::uint64_t); ++i) words[i] = kClobberPattern;
+}
+
+void clobber_unmarked(const Span& span) {
+    for (std::uint32_t i = 0; i < span.nelems; ++i) {
+        const bool marked = (span.mark_bits()[i / 64] >> (i % 64)) & 1;
+        if (span.is_allocated(i) && !marked) clobber(span.object_base(i), span.elem_size);
+    }
+}
+
+}  // namespace
+
 Sweeper::Sweeper(Heap& heap, bool background) : heap_(heap) {
     if (background) background_ = std::thread([this] { background_main(); });
 }
@@ -34,6 +53,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
         }
         result.freed_objects = 1;
         result.released_pages = span->npages;
+        if (heap_.debug().clobberfree()) clobber(span->base, span->elem_size);
         std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
         heap_.large_free_bytes_ += span->elem_size;
         ++heap_.large_free_count_;
@@ -44,6 +64,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
     std::uint32_t marked = 0;
     for (std::uint32_t w = 0; w < words; ++w) marked += static_cast<std::uint32_t>(std::popcount(span->mark_bits()[w]));
     result.freed_objects = span->alloc_count.load(std::memory_order_relaxed) - marked;
+    if (result.freed_objects != 0 && heap_.debug().clobberfree()) clobber_unmarked(*span);
     // The mark bits become the alloc bits; the old alloc bits, cleared, the next mark bits.
     span->alloc_bits_index ^= 1;
     std::memset(span->mark_bits(), 0, words * sizeof(std::uint64_t));

@@ -176,6 +176,8 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
         throw std::invalid_argument("gcheap: alignment must be a power of two");
     }
     if (alignment > kPageSize) throw std::bad_alloc();  // documented limit
+    const ThreadCacheSlot& slot = tls_cache_slot;
+    ThreadCache* cache = slot.heap_id == fast_id_.load(std::memory_order_relaxed) ? slot.cache : bound_cache_slow();
     if (size == 0) return alloc_zero_size();
     if (size <= kMaxSmallSize) {
         // Objects of a class whose size is a multiple of `alignment` are
@@ -183,8 +185,6 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
         std::size_t size_class = size_to_class(size);
         while (size_class < kNumSizeClasses && kClassSize[size_class] % alignment != 0) ++size_class;
         if (size_class < kNumSizeClasses) {
-            const ThreadCacheSlot& slot = tls_cache_slot;
-            ThreadCache* cache = slot.heap_id == id_ ? slot.cache : cache_for_current_thread();
             return alloc_small(cache, span_class(size_class, noscan));
         }
     }

@@ -58,4 +58,12 @@ std::int64_t set_memory_limit(std::int64_t limit) {
     return detail::default_heap().collector().pacer().set_memory_limit(limit);
 }
 
+std::string set_debug_modes(std::string_view modes) {
+    const DebugOptions next = DebugOptions::parse(modes);
+    detail::Heap& heap = detail::default_heap();
+    const std::string previous = heap.debug().get().to_string();
+    heap.set_debug(next);
+    return previous;
+}
+
 }  // namespace gcheap

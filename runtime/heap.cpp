@@ -21,11 +21,17 @@ std::uint64_t next_heap_id() {
 }  // namespace
 
 Heap::Heap(const HeapOptions& options)
-    : id_(next_heap_id()), arena_index_(os_), pages_(os_, arena_index_), cache_pool_(os_) {
+    : id_(next_heap_id()),
+      fast_id_(id_),
+      debug_(DebugOptions{}),
+      arena_index_(os_),
+      pages_(os_, arena_index_),
+      cache_pool_(os_) {
     for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) centrals_[spc].init(spc);
     // The empty span has no slots and an all-zero cache: next_free_fast()
     // fails on it and next_free_index() reports it full.
     empty_span_.state = SpanState::kInUse;
+    set_debug(options.debug.merged_with(DebugOptions::from_environment()));
     collector_ = std::make_unique<Collector>(*this, options);
     scavenger_ = std::make_unique<Scavenger>(*this, options.background_scavenger);
 }
@@ -73,6 +79,21 @@ CacheBinding* Heap::bind_current_thread(bool explicit_registration) {
         binding->cache = cache;
     }
     return binding;
+}
+
+void Heap::set_debug(const DebugOptions& options) {
+    debug_.set(options);
+    fast_id_.store(options.torture != 0 ? kNoFastPath : id_, std::memory_order_relaxed);
+}
+
+ThreadCache* Heap::bound_cache_slow() {
+    ThreadCache* cache = tls_cache_slot.heap_id == id_ ? tls_cache_slot.cache : cache_for_current_thread();
+    if (const std::uint64_t every = debug_.torture(); every != 0) {
+        // Every `every`-th allocation of the heap, counted across threads,
+        // runs a full collection first; the cache stays bound throughout.
+        if (torture_allocs_.fetch_add(1, std::memory_order_relaxed) % every == every - 1) collector_->collect();
+    }
+    return cache;
 }
 
 ThreadCache* Heap::cache_for_current_thread() {
@@ -174,55 +195,6 @@ std::size_t Heap::release_free_pages() {
     SharedGate gate(gate_);
     std::lock_guard<std::mutex> lock(pages_.mutex());
     return pages_.release_locked(~std::size_t{0});
-}
-
-SlowCounts Heap::count_slow() {
-    AllocatorLock lock(*this);
-    SlowCounts counts;
-    arena_index_.for_each_span([&](const Span* span) {
-        const std::uint32_t live = span->alloc_count.load(std::memory_order_relaxed);
-        counts.alloc_bytes += std::uint64_t{live} * span->elem_size;
-        counts.objects += live;
-        counts.inuse_bytes += span->npages * kPageSize;
-        counts.live_by_class[span->size_class] += live;
-        ++counts.spans;
-    });
-    return counts;
-}
-
-const char* Heap::verify() {
-    AllocatorLock lock(*this);
-    if (const char* problem = pages_.verify_locked()) return problem;
-    for (const Central& central : centrals_) {
-        if (const char* problem = central.verify_locked()) return problem;
-    }
-    for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) {
-        for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) {
-            const Span* span = c->spans[spc];
-            if (span == nullptr) return "null span in a thread cache (T1)";
-            if (span == &empty_span_) continue;
-            if (span->home != SpanHome::kThreadCache || span->span_class != spc) return "misfiled cached span (T2)";
-            if (const char* problem = span->verify()) return problem;
-        }
-        if (c->tiny_offset > kTinySize) return "tiny offset past its block (T3)";
-    }
-    const char* problem = nullptr;
-    large_spans_.for_each([&](const Span* s) {
-        if (s->home != SpanHome::kLarge || !s->is_large() || s->alloc_count.load(std::memory_order_relaxed) != 1)
-            problem = "bad large span";
-    });
-    large_unswept_.for_each([&](const Span* s) {
-        if (s->home != SpanHome::kUnswept || !s->is_large()) problem = "bad unswept large span";
-    });
-    if (problem != nullptr || collector_->sweeper().pending()) return problem;
-    // (W2) With sweeping finished, no span carries mark bits into the next cycle.
-    arena_index_.for_each_span([&](const Span* span) {
-        if (span->home == SpanHome::kUnswept) problem = "unswept span while no sweep is pending (C3)";
-        for (std::size_t w = 0; w < kBitmapWords; ++w) {
-            if (span->mark_bits()[w] != 0) problem = "mark bits left after sweeping (W2)";
-        }
-    });
-    return problem;
 }
 
 Heap& create_default_heap() {

@@ -16,6 +16,7 @@
 
 #include "runtime/arena.hpp"
 #include "runtime/central.hpp"
+#include "runtime/debug.hpp"
 #include "runtime/fixalloc.hpp"
 #include "runtime/gate.hpp"
 #include "runtime/os_memory.hpp"
@@ -65,6 +66,9 @@ struct SlowCounts {
 class Collector;
 class Scavenger;
 
+/// The first of Go's MemStats identities that `stats` breaks, or nullptr.
+const char* mem_stats_violation(const MemStats& stats);
+
 class Heap {
 public:
     explicit Heap(const HeapOptions& options = HeapOptions{});
@@ -82,6 +86,10 @@ public:
     SlowCounts count_slow();
     /// Checks every structure's invariants; nullptr or the first violation.
     const char* verify();
+    /// GCHEAP_DEBUG=verify, with the allocator lock held and the world
+    /// stopped: verify(), the MemStats identities, and the counters against
+    /// a walk of every span. False with a report (lines ending in '\n') on a violation.
+    bool verify_stopped(char* report, std::size_t size);
 
     /// The allocated object containing `addr` (interior pointers included);
     /// false for addresses outside the heap, in free pages or in free slots.
@@ -96,6 +104,10 @@ public:
     std::uint64_t id() const { return id_; }
     const ArenaIndex& arena_index() const { return arena_index_; }
     OsMemory& os_memory() { return os_; }
+
+    /// GCHEAP_DEBUG modes (debug.hpp); set_debug() may change them at any time.
+    const DebugModes& debug() const { return debug_; }
+    void set_debug(const DebugOptions& options);
 
     Collector& collector() { return *collector_; }
     Scavenger& scavenger() { return *scavenger_; }
@@ -122,6 +134,10 @@ private:
     inline void* alloc_small(ThreadCache* cache, std::size_t spc);
     inline void* alloc_tiny(ThreadCache* cache, std::size_t size);
     ThreadCache* cache_for_current_thread();
+    /// The fast path's fallback when the thread's slot does not hold this
+    /// heap's cache under fast_id_: binds the thread, and counts the
+    /// allocation for torture mode.
+    ThreadCache* bound_cache_slow();
     CacheBinding* bind_current_thread(bool explicit_registration);
     Span* acquire_span(std::size_t spc);
     Span* alloc_span_reclaiming(std::size_t npages, std::size_t spc, bool noscan, DirtyPages& dirty);
@@ -136,8 +152,17 @@ private:
     void detach_threads();
     /// MemStats from the counters; the caller has closed the gate.
     void compute_stats_locked(MemStats& stats);
+    SlowCounts count_slow_locked() const;
+    const char* verify_locked();
 
     const std::uint64_t id_;
+    // The id the fast path compares the thread's slot with: id_, or
+    // kNoFastPath while a debug mode must see every allocation, which sends
+    // each one through bound_cache_slow() at no cost to the normal fast path.
+    static constexpr std::uint64_t kNoFastPath = ~std::uint64_t{0};
+    std::atomic<std::uint64_t> fast_id_;
+    DebugModes debug_;
+    std::atomic<std::uint64_t> torture_allocs_{0};
     OsMemory os_;
     ArenaIndex arena_index_;
     PageHeap pages_;

@@ -2,11 +2,14 @@
 // (Go's GOGC, GOMEMLIMIT and GODEBUG=gctrace).
 #include <gcheap/options.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 
 namespace gcheap {
@@ -43,6 +46,67 @@ void warn(const char* name, const char* value) {
 }
 
 }  // namespace
+
+DebugOptions DebugOptions::parse(std::string_view spec) {
+    DebugOptions debug;
+    if (spec == "off") return debug;
+    while (!spec.empty()) {
+        const std::size_t comma = spec.find(',');
+        const std::string_view item = spec.substr(0, comma);
+        spec = comma == std::string_view::npos ? std::string_view{} : spec.substr(comma + 1);
+        if (item.empty()) continue;
+        const std::size_t equals = item.find('=');
+        const std::string_view key = item.substr(0, equals);
+        const std::string_view value = equals == std::string_view::npos ? std::string_view{} : item.substr(equals + 1);
+        bool* flag = key == "checkmark" ? &debug.checkmark
+                     : key == "clobberfree" ? &debug.clobberfree
+                     : key == "verify" ? &debug.verify
+                                        : nullptr;
+        if (flag != nullptr && (value.empty() || value == "1" || value == "0")) {
+            *flag = value != "0";
+            continue;
+        }
+        long long n = 0;
+        if (key == "torture" && equals != std::string_view::npos && parse_int(std::string(value).c_str(), n) &&
+            n >= 0) {
+            debug.torture = static_cast<std::uint64_t>(n);
+            continue;
+        }
+        throw std::invalid_argument("gcheap: unknown debug mode '" + std::string(item) +
+                                    "' (known: checkmark, clobberfree, verify, torture=N)");
+    }
+    return debug;
+}
+
+std::string DebugOptions::to_string() const {
+    std::string spec;
+    auto add = [&spec](const std::string& item) { spec += (spec.empty() ? "" : ",") + item; };
+    if (checkmark) add("checkmark");
+    if (clobberfree) add("clobberfree");
+    if (verify) add("verify");
+    if (torture != 0) add("torture=" + std::to_string(torture));
+    return spec;
+}
+
+DebugOptions DebugOptions::from_environment() {
+    const char* value = std::getenv("GCHEAP_DEBUG");
+    if (value == nullptr) return {};
+    try {
+        return parse(value);
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "gcheap: ignoring GCHEAP_DEBUG=%s (%s)\n", value, e.what());
+        return {};
+    }
+}
+
+DebugOptions DebugOptions::merged_with(const DebugOptions& other) const {
+    DebugOptions both;
+    both.checkmark = checkmark || other.checkmark;
+    both.clobberfree = clobberfree || other.clobberfree;
+    both.verify = verify || other.verify;
+    both.torture = torture == 0 ? other.torture : other.torture == 0 ? torture : std::min(torture, other.torture);
+    return both;
+}
 
 HeapOptions HeapOptions::from_environment() {
     HeapOptions options;
@@ -85,6 +149,7 @@ HeapOptions HeapOptions::from_environment() {
     for (const Variable& v : kVariables) {
         if (const char* value = std::getenv(v.name)) v.apply(options, v.name, value);
     }
+    options.debug = DebugOptions::from_environment();
     return options;
 }
 

@@ -30,7 +30,35 @@
 #define GCHEAP_NO_SANITIZE_SCAN __attribute__((no_sanitize_address, no_sanitize_thread))
 #endif
 
+#include <cstdint>
+
 namespace gcheap::detail {
+
+/// Calls f(begin, end) for every AddressSanitizer fake frame that a word of
+/// the stack [sp, hi) points into: with detect_stack_use_after_return, locals
+/// live there instead of on the real stack (cppgc scans them the same way).
+/// Does nothing without ASan or without a fake stack.
+template <class F>
+GCHEAP_NO_SANITIZE_SCAN void for_each_fake_frame(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack, F&& f) {
+#ifdef GCHEAP_ASAN
+    if (fake_stack == nullptr) return;
+    for (std::uintptr_t p = sp & ~(sizeof(std::uintptr_t) - 1); p + sizeof(std::uintptr_t) <= hi;
+         p += sizeof(std::uintptr_t)) {
+        void* frame_begin = nullptr;
+        void* frame_end = nullptr;
+        void* word = *reinterpret_cast<void* const volatile*>(p);
+        if (__asan_addr_is_in_fake_stack(fake_stack, word, &frame_begin, &frame_end) != nullptr) {
+            f(reinterpret_cast<std::uintptr_t>(frame_begin), reinterpret_cast<std::uintptr_t>(frame_end));
+        }
+    }
+#else
+    (void)sp;
+    (void)hi;
+    (void)fake_stack;
+    (void)f;
+#endif
+}
+
 #if defined(GCHEAP_ASAN) || defined(GCHEAP_TSAN)
 inline constexpr bool kSanitizedAddressSpace = true;
 #else

@@ -10,6 +10,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -110,5 +112,11 @@ bool set_background_scavenger(bool enabled);
 /// collector runs more often as it nears. Returns the previous limit; a
 /// negative argument only queries it.
 std::int64_t set_memory_limit(std::int64_t limit);
+
+/// Sets the self-check modes of GCHEAP_DEBUG at run time, e.g.
+/// "checkmark,verify" or "clobberfree,torture=1000"; "" or "off" turns them
+/// off (docs/debugging.md). Returns the previous setting in the same syntax.
+/// Throws std::invalid_argument, changing nothing, for an unknown mode.
+std::string set_debug_modes(std::string_view modes);
 
 }  // namespace gcheap

@@ -3,8 +3,41 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <string_view>
 
 namespace gcheap {
+
+/// GCHEAP_DEBUG: self-checks that find collector bugs and API misuse in a
+/// user's own program (docs/debugging.md). They cost time, never correctness.
+struct DebugOptions {
+    /// After every mark phase, mark again with a simple, independent,
+    /// single-threaded algorithm; abort with a report if it reaches an object
+    /// the collector left unmarked (Go's gccheckmark).
+    bool checkmark = false;
+    /// Fill every freed object with 0xdeadbeef when it is swept (Go's clobberfree).
+    bool clobberfree = false;
+    /// After every sweep, check every structure's invariants and the MemStats
+    /// identities with the world stopped; abort with a report on a violation.
+    bool verify = false;
+    /// A full collection every `torture` allocations (0: off). Boehm's gctest idea.
+    std::uint64_t torture = 0;
+
+    bool any() const { return checkmark || clobberfree || verify || torture != 0; }
+
+    /// Parses a comma-separated list such as "checkmark,verify,torture=100";
+    /// "" and "off" turn everything off. Throws std::invalid_argument naming
+    /// the first item it does not understand.
+    static DebugOptions parse(std::string_view spec);
+    /// The canonical spec ("" when off), which parse() reads back.
+    std::string to_string() const;
+    /// GCHEAP_DEBUG parsed; an unparsable value is reported on stderr and ignored.
+    /// Every heap adds these modes to its HeapOptions::debug, so that the
+    /// variable checks a whole program, including heaps built with explicit options.
+    static DebugOptions from_environment();
+    /// Both sets of modes; the smaller non-zero torture interval.
+    DebugOptions merged_with(const DebugOptions& other) const;
+};
 
 /// Settings of one heap. The default heap reads them from the environment at
 /// start-up (see from_environment()); tests and embedders may build heaps
@@ -26,10 +59,13 @@ struct HeapOptions {
     /// Return free pages to the OS in a background thread, paced to about
     /// 1% of one CPU (GCHEAP_SCAVENGER=off disables it).
     bool background_scavenger = true;
+    /// GCHEAP_DEBUG: verification modes, off by default.
+    DebugOptions debug;
 
     /// Options from GCHEAP_GOGC ("off" or a percentage), GCHEAP_MEMLIMIT
     /// (bytes with an optional B, KiB, MiB, GiB or TiB suffix), GCHEAP_GCTRACE,
-    /// GCHEAP_MARK_THREADS and GCHEAP_SCAVENGER (on or off). Unparsable values are reported on stderr and
+    /// GCHEAP_MARK_THREADS, GCHEAP_SCAVENGER (on or off) and GCHEAP_DEBUG (see
+    /// DebugOptions::parse). Unparsable values are reported on stderr and
     /// ignored, as Go ignores a malformed GOGC.
     static HeapOptions from_environment();
 };
