@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 namespace gcheap::detail {
 
@@ -42,8 +43,14 @@ void Finalizers::set(void* object, FinalizerFn fn) {
         table_.erase(addr);
         return;
     }
-    if (!table_.emplace(addr, fn).second) throw std::invalid_argument("gcheap::set_finalizer: finalizer already set");
-    if (!thread_.joinable()) thread_ = std::thread([this] { thread_main(); });
+    if (table_.count(addr) != 0) throw std::invalid_argument("gcheap::set_finalizer: finalizer already set");
+    if (!thread_.joinable()) {
+        if (const int error = heap_.os_memory().start_thread(thread_, [this] { thread_main(); })) {
+            throw std::system_error(error, std::generic_category(),
+                                    "gcheap::set_finalizer: cannot start the finalizer thread");
+        }
+    }
+    table_.emplace(addr, fn);
 }
 
 std::size_t Finalizers::resurrect_unreachable_locked(Marker& marker) {

@@ -32,8 +32,9 @@ bool test_and_set_mark(Span* span, std::uint32_t index, bool exclusive) {
 }  // namespace
 
 Marker::Marker(Heap& heap, unsigned mark_threads)
-    : index_(heap.arena_index()), mark_threads_(std::max(1u, mark_threads)) {
+    : index_(heap.arena_index()), os_(heap.os_memory()), mark_threads_(std::max(1u, mark_threads)) {
     for (unsigned i = 0; i < mark_threads_; ++i) workers_.push_back(std::make_unique<Worker>());
+    helpers_.reserve(mark_threads_);  // a started helper always finds its place
 }
 
 Marker::~Marker() {
@@ -48,11 +49,16 @@ Marker::~Marker() {
 unsigned Marker::ensure_helpers() {
     while (helpers_.size() + 1 < mark_threads_) {
         const auto index = static_cast<unsigned>(helpers_.size() + 1);
-        try {
-            helpers_.emplace_back([this, index] { helper_main(index); });
-        } catch (...) {
-            break;  // no thread: mark with fewer helpers
+        std::thread helper;
+        if (const int error = os_.start_thread(helper, [this, index] { helper_main(index); })) {
+            // Not fatal: mark with fewer helpers, and try again next cycle.
+            if (!helper_failure_reported_) {
+                OsMemory::report_thread_failure("mark helper", error, "marking uses fewer threads");
+                helper_failure_reported_ = true;
+            }
+            break;
         }
+        helpers_.push_back(std::move(helper));
     }
     return static_cast<unsigned>(helpers_.size() + 1);
 }

@@ -38,6 +38,7 @@
 namespace gcheap::detail {
 
 class ArenaIndex;
+class OsMemory;
 class Heap;
 struct Span;
 
@@ -96,7 +97,9 @@ private:
     void helper_main(unsigned index);
 
     const ArenaIndex& index_;
+    OsMemory& os_;
     const unsigned mark_threads_;
+    bool helper_failure_reported_ = false;
     std::vector<std::unique_ptr<Worker>> workers_;  // [0] is the collecting thread's
     std::atomic<bool> overflow_{false};
     bool exclusive_ = false;  // this cycle marks on the collecting thread alone

@@ -27,9 +27,7 @@ void clobber_unmarked(const Span& span) {
 
 }  // namespace
 
-Sweeper::Sweeper(Heap& heap, bool background) : heap_(heap) {
-    if (background) background_ = std::thread([this] { background_main(); });
-}
+Sweeper::Sweeper(Heap& heap, bool background) : heap_(heap), background_enabled_(background) {}
 
 Sweeper::~Sweeper() {
     if (background_.joinable()) {
@@ -155,9 +153,21 @@ void Sweeper::sweep_all() {
 }
 
 void Sweeper::wake_background() {
-    if (!background_.joinable()) return;
+    if (!background_enabled_) return;
     {
         std::lock_guard<std::mutex> lock(bg_mu_);
+        // Started on first need, not with the heap; a failed start is retried
+        // at the next wake-up and reported once. Sweeping goes on without it.
+        if (!background_.joinable()) {
+            if (const int error = heap_.os_memory().start_thread(background_, [this] { background_main(); })) {
+                if (!start_failure_reported_) {
+                    OsMemory::report_thread_failure("background sweeper", error,
+                                                    "spans are swept on allocation and by collect() instead");
+                    start_failure_reported_ = true;
+                }
+                return;
+            }
+        }
         bg_work_ = true;
     }
     bg_cv_.notify_one();

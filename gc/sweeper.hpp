@@ -10,7 +10,7 @@
 //   - a large span is kept if marked, else freed to the page heap.
 // Spans are swept (1) on allocation, when a class has no partial span
 // (sweep_for_allocation); (2) before the page heap grows (reclaim); (3) by a
-// background thread after automatic collections; (4) completely by
+// background thread after automatic collections (started at the first); (4) completely by
 // collect() before it returns, and before the next cycle's world stop.
 //
 // Invariants: (W1) a span is swept exactly once per cycle, by whoever popped
@@ -55,6 +55,11 @@ public:
     /// Wakes the background sweeper (after an automatic collection).
     void wake_background();
 
+    /// Whether the background thread has started.
+    bool background_started() {
+        std::lock_guard<std::mutex> lock(bg_mu_);
+        return background_.joinable();
+    }
     std::uint64_t spans_swept() const { return spans_swept_.load(std::memory_order_relaxed); }
 
 private:
@@ -72,11 +77,13 @@ private:
     std::atomic<std::size_t> next_class_{0};
     std::atomic<std::uint64_t> spans_swept_{0};
 
+    const bool background_enabled_;
     std::mutex bg_mu_;
     std::condition_variable bg_cv_;
     bool bg_work_ = false;
     bool bg_stop_ = false;
-    std::thread background_;
+    bool start_failure_reported_ = false;
+    std::thread background_;  // started on first wake_background(), guarded by bg_mu_
 };
 
 }  // namespace gcheap::detail

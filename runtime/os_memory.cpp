@@ -28,12 +28,25 @@ bool OsMemory::should_fail(OsCall kind) {
     auto& countdown = fail_countdown_[static_cast<int>(kind)];
     std::uint64_t n = countdown.load(std::memory_order_relaxed);
     while (n != 0) {
+        if (n == 1 && fail_sticky_[static_cast<int>(kind)].load(std::memory_order_relaxed)) return true;
         if (countdown.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return n == 1;
     }
     return false;
 }
 
-void OsMemory::fail_after_for_testing(OsCall kind, std::uint64_t nth) {
+void OsMemory::clear_faults_for_testing() {
+    for (int k = 0; k < static_cast<int>(OsCall::kCount); ++k) {
+        fail_sticky_[k].store(false, std::memory_order_relaxed);
+        fail_countdown_[k].store(0, std::memory_order_relaxed);
+    }
+}
+
+void OsMemory::report_thread_failure(const char* role, int error, const char* consequence) {
+    std::fprintf(stderr, "gcheap: cannot start the %s thread: %s; %s\n", role, std::strerror(error), consequence);
+}
+
+void OsMemory::fail_after_for_testing(OsCall kind, std::uint64_t nth, bool sticky) {
+    fail_sticky_[static_cast<int>(kind)].store(sticky, std::memory_order_relaxed);
     fail_countdown_[static_cast<int>(kind)].store(nth, std::memory_order_relaxed);
 }
 

@@ -1,4 +1,6 @@
-// The one seam between gcheap and the operating system's virtual memory.
+// The one seam between gcheap and the operating system: virtual memory, and
+// starting the heap's own threads (mark helpers, background sweeper,
+// scavenger, finalizer thread).
 //
 // Address space moves through Go's states (runtime/mem.go):
 //
@@ -13,17 +15,27 @@
 // was. Accounting is done by the callers (page heap, metadata allocators), at
 // the moment they call in here, so that HeapSys and HeapReleased stay exact.
 //
-// Fault injection (tests and GCHEAP_DEBUG later): fail_after(kind, n) makes the
-// n-th next call of that kind fail as the OS would.
+// Thread starts never throw: start_thread() returns the error, and each
+// caller degrades as documented (fewer mark helpers, lazy sweeping only, no
+// background scavenging) or reports it (set_finalizer throws std::system_error).
+//
+// Fault injection (tests): fail_after_for_testing(kind, n) makes the n-th next
+// call of that kind fail as the OS would (reserve/map: ENOMEM, commit: ENOMEM,
+// release: EAGAIN, thread start: EAGAIN); `sticky` makes every call from the
+// n-th on fail until clear_faults_for_testing().
 #pragma once
 
 #include <atomic>
+#include <cerrno>
+#include <system_error>
+#include <thread>
+#include <utility>
 #include <cstddef>
 #include <cstdint>
 
 namespace gcheap::detail {
 
-enum class OsCall : std::uint8_t { kReserve, kCommit, kRelease, kMapMetadata, kCount };
+enum class OsCall : std::uint8_t { kReserve, kCommit, kRelease, kMapMetadata, kStartThread, kCount };
 
 class OsMemory {
 public:
@@ -44,14 +56,32 @@ public:
     /// Count of failed release() calls (a failed madvise is never fatal).
     std::uint64_t release_failures() const { return release_failures_.load(std::memory_order_relaxed); }
 
-    /// Test hook: the `nth` next call of `kind` (1 = the very next) fails.
-    void fail_after_for_testing(OsCall kind, std::uint64_t nth);
+    /// Starts `body` on `thread`. Returns 0, or the error (EAGAIN, ...) with
+    /// `thread` left empty. Never throws.
+    template <class F>
+    int start_thread(std::thread& thread, F&& body) {
+        if (should_fail(OsCall::kStartThread)) return EAGAIN;
+        try {
+            thread = std::thread(std::forward<F>(body));
+            return 0;
+        } catch (const std::system_error& e) {
+            return e.code().value() != 0 ? e.code().value() : EAGAIN;
+        }
+    }
+    /// Writes "gcheap: cannot start the <role> thread: <error>; <consequence>" to stderr.
+    static void report_thread_failure(const char* role, int error, const char* consequence);
+
+    /// Test hook: the `nth` next call of `kind` (1 = the very next) fails;
+    /// with `sticky`, so does every later call until clear_faults_for_testing().
+    void fail_after_for_testing(OsCall kind, std::uint64_t nth, bool sticky = false);
+    void clear_faults_for_testing();
 
 private:
     bool should_fail(OsCall kind);
 
     std::atomic<std::uint64_t> release_failures_{0};
     std::atomic<std::uint64_t> fail_countdown_[static_cast<int>(OsCall::kCount)] = {};
+    std::atomic<bool> fail_sticky_[static_cast<int>(OsCall::kCount)] = {};
 };
 
 }  // namespace gcheap::detail

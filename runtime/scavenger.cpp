@@ -23,8 +23,26 @@ constexpr std::uint64_t kNoGoal = std::numeric_limits<std::uint64_t>::max();
 
 }  // namespace
 
-Scavenger::Scavenger(Heap& heap, bool background) : heap_(heap), enabled_(background), gc_goal_(kNoGoal) {
-    thread_ = std::thread([this] { run(); });
+Scavenger::Scavenger(Heap& heap, bool background) : heap_(heap), enabled_(background), gc_goal_(kNoGoal) {}
+
+void Scavenger::wake() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        work_ = true;
+        // Started on first need, not with the heap; a failed start is retried
+        // at the next wake-up and reported once.
+        if (!thread_.joinable() && enabled_.load(std::memory_order_relaxed)) {
+            if (const int error = heap_.os_memory().start_thread(thread_, [this] { run(); })) {
+                if (!start_failure_reported_) {
+                    OsMemory::report_thread_failure("scavenger", error,
+                                                    "free pages return to the OS only through free_os_memory() "
+                                                    "and the memory limit until it starts");
+                    start_failure_reported_ = true;
+                }
+            }
+        }
+    }
+    cv_.notify_all();
 }
 
 Scavenger::~Scavenger() {
@@ -33,27 +51,17 @@ Scavenger::~Scavenger() {
         stopping_ = true;
     }
     cv_.notify_all();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
 }
 
 void Scavenger::on_cycle_end(std::uint64_t heap_inuse) {
     gc_goal_.store(heap_inuse + heap_inuse / 10, std::memory_order_relaxed);
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        work_ = true;
-    }
-    cv_.notify_all();
+    wake();
 }
 
 bool Scavenger::set_enabled(bool enabled) {
     const bool previous = enabled_.exchange(enabled, std::memory_order_relaxed);
-    if (enabled) {
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            work_ = true;
-        }
-        cv_.notify_all();
-    }
+    if (enabled) wake();
     return previous;
 }
 
@@ -70,6 +78,8 @@ std::uint64_t Scavenger::goal() const {
 
 std::uint64_t Scavenger::thread_cpu_ns() const {
     clockid_t clock;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!thread_.joinable()) return 0;
     if (pthread_getcpuclockid(const_cast<std::thread&>(thread_).native_handle(), &clock) != 0) return 0;
     timespec ts;
     if (clock_gettime(clock, &ts) != 0) return 0;

@@ -16,6 +16,7 @@
 // it worked: about 1% of one CPU, Go's scavengePercent. It waits on a
 // condition variable when the goal is met or nothing is left to release — no
 // polling — and is woken at the end of each cycle and by set_enabled(true).
+// It starts at its first wake-up, so a heap that never collects has none.
 //
 // A failed madvise is counted by OsMemory and ends the current batch; it is
 // never fatal and leaves the counters as they were (the pages stay free and
@@ -53,11 +54,18 @@ public:
 
     /// Bytes released by the background thread since the heap was created.
     std::uint64_t released_bytes() const { return released_.load(std::memory_order_relaxed); }
+    /// Whether the background thread has started.
+    bool thread_started() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return thread_.joinable();
+    }
     /// CPU time the background thread has used, in nanoseconds (0 without one).
     std::uint64_t thread_cpu_ns() const;
 
 private:
     void run();
+    /// Gives the thread work, starting it if it is not running.
+    void wake();
     /// Releases up to `bytes`; returns what was released.
     std::size_t release_some(std::size_t bytes);
     std::uint64_t retained_bytes();
@@ -67,11 +75,12 @@ private:
     std::atomic<std::uint64_t> gc_goal_;
     std::atomic<std::uint64_t> released_{0};
 
-    std::mutex mu_;
+    mutable std::mutex mu_;
     std::condition_variable cv_;
     bool work_ = false;
     bool stopping_ = false;
-    std::thread thread_;
+    bool start_failure_reported_ = false;
+    std::thread thread_;  // started on first wake(), guarded by mu_
 };
 
 }  // namespace gcheap::detail
