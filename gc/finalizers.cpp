@@ -6,6 +6,7 @@
 #include "runtime/sync.hpp"
 
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -95,26 +96,43 @@ void Finalizers::wait_idle() {
     cv_.wait(lock, [&] { return (queue_.empty() && !running_one_) || stopping_; });
 }
 
+namespace {
+
+// Overwrites the stack below the finalizer thread's loop. A world stop scans
+// this thread from deep inside its wait (the signal handler runs there), so a
+// stale copy of a finalized object's address left by the finalizer or by
+// run_next() would keep the object alive, and a re-armed finalizer from running.
+[[gnu::noinline]] void scrub_stack() {
+    volatile char buffer[32 * 1024];
+    std::memset(const_cast<char*>(buffer), 0, sizeof buffer);
+    asm volatile("" : : "r"(buffer) : "memory");
+}
+
+}  // namespace
+
 void Finalizers::thread_main() {
     heap_.register_current_thread();  // its stack holds the object being finalized
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_) break;
-        Pending next = queue_.front();
-        queue_.pop_front();
-        running_one_ = true;
-        lock.unlock();
-        next.fn(next.object);  // the object stays alive: `next` is on this stack
-        next.object = nullptr;
-        lock.lock();
-        running_one_ = false;
-        ++run_count_;
-        cv_.notify_all();
-    }
-    lock.unlock();
+    while (run_next()) scrub_stack();
     // A heap being destroyed has already forgotten its threads.
     if (heap_.is_current_thread_registered()) heap_.unregister_current_thread();
+}
+
+// Not inlined: the object's address lives only in this frame and in
+// registers this function restores on return, never in thread_main's.
+[[gnu::noinline]] bool Finalizers::run_next() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return false;
+    const Pending next = queue_.front();
+    queue_.pop_front();
+    running_one_ = true;
+    lock.unlock();
+    next.fn(next.object);  // the object stays alive: `next` is on this stack
+    lock.lock();
+    running_one_ = false;
+    ++run_count_;
+    cv_.notify_all();
+    return true;
 }
 
 }  // namespace gcheap::detail

@@ -67,6 +67,8 @@ private:
         FinalizerFn fn;
     };
     void thread_main();
+    /// Waits for a queued finalizer and runs it; false when stopping.
+    bool run_next();
 
     Heap& heap_;
     std::mutex mu_;

@@ -40,10 +40,13 @@ void register_current_thread() { detail::default_heap().register_current_thread(
 
 void unregister_current_thread() { detail::default_heap().unregister_current_thread(); }
 
-ThreadScope::ThreadScope() { register_current_thread(); }
+ThreadScope::ThreadScope() : registered_here_(!detail::default_heap().is_current_thread_registered()) {
+    if (registered_here_) register_current_thread();
+}
 
 ThreadScope::~ThreadScope() {
-    if (detail::default_heap().is_current_thread_registered()) unregister_current_thread();
+    // The thread may have unregistered itself inside the scope: not an error here.
+    if (registered_here_ && detail::default_heap().is_current_thread_registered()) unregister_current_thread();
 }
 
 void set_finalizer(void* object, void (*finalizer)(void*)) {

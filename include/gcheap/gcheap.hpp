@@ -80,13 +80,19 @@ void register_current_thread();
 /// std::logic_error if the thread is not registered.
 void unregister_current_thread();
 
-/// Registers the calling thread for the scope's lifetime (RAII).
+/// Registers the calling thread for the scope's lifetime (RAII). Scopes nest:
+/// only the scope that registered the thread unregisters it, so a scope
+/// inside an already registered thread (or an inner scope) leaves the
+/// registration as it found it.
 class ThreadScope {
 public:
     ThreadScope();
     ~ThreadScope();
     ThreadScope(const ThreadScope&) = delete;
     ThreadScope& operator=(const ThreadScope&) = delete;
+
+private:
+    bool registered_here_;
 };
 
 /// runtime.SetFinalizer: once `object` (the start of a gcheap object) is
