@@ -99,7 +99,8 @@ private:
 /// unreachable, `finalizer(object)` runs once on the finalizer thread; the
 /// object is kept alive for that call and freed by a later collection.
 /// nullptr clears. Throws std::invalid_argument for a pointer that is not the
-/// start of an allocated object, or if a finalizer is already set.
+/// start of an allocated object, or if a finalizer is already set, and
+/// std::system_error (registering nothing) if the finalizer thread cannot start.
 void set_finalizer(void* object, void (*finalizer)(void*));
 
 /// runtime.KeepAlive: keeps `object` reachable up to this point.
