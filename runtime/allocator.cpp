@@ -54,6 +54,9 @@ Span* Heap::acquire_span(std::size_t spc) {
         DirtyPages dirty;  // small spans zero lazily through needzero
         span = alloc_span_reclaiming(kClassPages[size_class], spc, span_class_noscan(spc), dirty);
         if (span == nullptr) return nullptr;
+        // Pages never touched (fresh or released) would fault one by one as
+        // the span fills; a small span does fill, so take them in one call.
+        if (!dirty.any()) os_.prefault(reinterpret_cast<void*>(span->base), span->npages * kPageSize);
     }
     span->home = SpanHome::kThreadCache;
     span->alloc_count_at_cache = span->alloc_count.load(std::memory_order_relaxed);

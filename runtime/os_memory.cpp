@@ -94,6 +94,16 @@ bool OsMemory::release(void* addr, std::size_t size) {
     return true;
 }
 
+void OsMemory::prefault(void* addr, std::size_t size) {
+#ifndef MADV_POPULATE_WRITE
+    constexpr int MADV_POPULATE_WRITE = 23;  // older headers; the kernel decides
+#endif
+    if (!prefault_supported_.load(std::memory_order_relaxed)) return;
+    if (::madvise(addr, size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
+        prefault_supported_.store(false, std::memory_order_relaxed);  // a kernel before 5.14
+    }
+}
+
 void OsMemory::unmap(void* addr, std::size_t size) { ::munmap(addr, size); }
 
 void* OsMemory::map_metadata(std::size_t size) {

@@ -46,6 +46,10 @@ public:
     bool commit(void* addr, std::size_t size);
     /// Returns the physical pages of a committed range to the OS.
     bool release(void* addr, std::size_t size);
+    /// Asks the OS to back a committed, never-touched range with pages now
+    /// (MADV_POPULATE_WRITE, Linux 5.14): one call instead of a fault per
+    /// page. Advisory: does nothing where unsupported.
+    void prefault(void* addr, std::size_t size);
     /// Returns reserved address space to the OS.
     void unmap(void* addr, std::size_t size);
     /// Maps zeroed read/write memory for off-heap metadata.
@@ -80,6 +84,7 @@ private:
     bool should_fail(OsCall kind);
 
     std::atomic<std::uint64_t> release_failures_{0};
+    std::atomic<bool> prefault_supported_{true};
     std::atomic<std::uint64_t> fail_countdown_[static_cast<int>(OsCall::kCount)] = {};
     std::atomic<bool> fail_sticky_[static_cast<int>(OsCall::kCount)] = {};
 };
