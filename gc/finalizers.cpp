@@ -5,19 +5,23 @@
 #include "runtime/heap.hpp"
 #include "runtime/sync.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 
 namespace gcheap::detail {
 
 Finalizers::Finalizers(Heap& heap) : heap_(heap) {}
 
-Finalizers::~Finalizers() {
+Finalizers::~Finalizers() { stop(); }
+
+void Finalizers::stop() {
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutatorLock<> lock(mu_);
         stopping_ = true;
     }
     cv_.notify_all();
@@ -92,8 +96,22 @@ std::uint64_t Finalizers::finalizers_run() const {
 }
 
 void Finalizers::wait_idle() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return (queue_.empty() && !running_one_) || stopping_; });
+    auto idle = [&] { return (queue_.empty() && !running_one_) || stopping_; };
+    if constexpr (kPollingLocks) {
+        // A registered caller must not block inside pthread_cond_wait under
+        // ThreadSanitizer (sync.hpp): poll instead.
+        for (;;) {
+            {
+                MutatorLock<> lock(mu_);
+                if (idle()) return;
+            }
+            poll_world_stop();
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+    } else {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, idle);
+    }
 }
 
 namespace {
@@ -111,26 +129,40 @@ namespace {
 }  // namespace
 
 void Finalizers::thread_main() {
-    heap_.register_current_thread();  // its stack holds the object being finalized
-    while (run_next()) scrub_stack();
-    // A heap being destroyed has already forgotten its threads.
-    if (heap_.is_current_thread_registered()) heap_.unregister_current_thread();
+    for (;;) {
+        {
+            // Idle, the thread is not registered: a world stop neither waits
+            // for it nor scans it, so it may block here however it likes.
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+            if (stopping_) return;
+        }
+        // Registered before it takes an object off the queue (a root), so
+        // that the object is never out of the collector's sight.
+        heap_.register_current_thread();
+        while (run_next()) scrub_stack();
+        // (A finalizer may have unregistered the thread itself: a misuse, tolerated.)
+        if (heap_.is_current_thread_registered()) heap_.unregister_current_thread();
+    }
 }
 
 // Not inlined: the object's address lives only in this frame and in
 // registers this function restores on return, never in thread_main's.
 [[gnu::noinline]] bool Finalizers::run_next() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (stopping_) return false;
-    const Pending next = queue_.front();
-    queue_.pop_front();
-    running_one_ = true;
-    lock.unlock();
+    Pending next{};
+    {
+        MutatorLock<> lock(mu_);
+        if (stopping_ || queue_.empty()) return false;
+        next = queue_.front();
+        queue_.pop_front();
+        running_one_ = true;
+    }
     next.fn(next.object);  // the object stays alive: `next` is on this stack
-    lock.lock();
-    running_one_ = false;
-    ++run_count_;
+    {
+        MutatorLock<> lock(mu_);
+        running_one_ = false;
+        ++run_count_;
+    }
     cv_.notify_all();
     return true;
 }

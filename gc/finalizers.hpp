@@ -7,9 +7,11 @@
 //     (marked from obj's words) but obj itself is not, unless it is reachable.
 //   - When a collection finds obj unreachable, it marks obj again (it survives
 //     this cycle), removes the registration and queues fn(obj). A single
-//     finalizer thread, registered with the heap so that its stack is
-//     scanned, runs queued finalizers one at a time; queued objects are roots
-//     until their finalizer has run. obj is freed by a later cycle if it is
+//     finalizer thread runs queued finalizers one at a time; it registers
+//     with the heap (its stack is scanned) before it takes an object off the
+//     queue and unregisters when the queue is empty, so that a world stop
+//     never waits for it while it idles. Queued objects are roots until their
+//     finalizer has run. obj is freed by a later cycle if it is
 //     still unreachable then: finalizable objects need two cycles.
 //   - Each finalizer runs at most once. Cycles through a finalizable object
 //     keep it alive, as in Go.
@@ -56,6 +58,10 @@ public:
     /// World running: hands staged finalizers to the finalizer thread.
     void run_staged();
 
+    /// Stops and joins the finalizer thread; queued finalizers are dropped
+    /// (as Go runs none at exit). The heap calls it first when it is destroyed.
+    void stop();
+
     std::size_t registered();
     std::uint64_t finalizers_run() const;
     /// Blocks until every queued finalizer has run (for tests and free_os_memory).
@@ -67,7 +73,7 @@ private:
         FinalizerFn fn;
     };
     void thread_main();
-    /// Waits for a queued finalizer and runs it; false when stopping.
+    /// Runs the next queued finalizer; false when the queue is empty or stopping.
     bool run_next();
 
     Heap& heap_;

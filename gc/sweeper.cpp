@@ -66,7 +66,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
     // The mark bits become the alloc bits; the old alloc bits, cleared, the next mark bits.
     span->alloc_bits_index ^= 1;
     std::memset(span->mark_bits(), 0, words * sizeof(std::uint64_t));
-    span->free_index = 0;
+    span->free_index.store(0, std::memory_order_relaxed);
     span->refill_alloc_cache(0);
     span->alloc_count.store(marked, std::memory_order_relaxed);
     if (result.freed_objects != 0) span->needzero = true;

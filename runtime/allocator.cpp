@@ -150,7 +150,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
             span = alloc_span_reclaiming(npages, span_class(0, noscan), noscan, dirty);
             if (span != nullptr) {
                 std::lock_guard<std::mutex> lock(pages_.mutex());
-                span->free_index = 1;
+                span->free_index.store(1, std::memory_order_relaxed);
                 span->alloc_cache = 0;
                 span->alloc_count.store(1, std::memory_order_relaxed);
                 span->home = SpanHome::kLarge;

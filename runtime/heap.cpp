@@ -49,6 +49,9 @@ void Heap::detach_threads() {
 }
 
 Heap::~Heap() {
+    // The finalizer thread registers itself with this heap while it works:
+    // it stops first, while the whole heap still stands.
+    collector_->finalizers().stop();
     // Threads that exit from now on must not come back to this heap.
     detach_threads();
     if (tls_cache_slot.heap_id == id_) {

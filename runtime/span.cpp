@@ -23,7 +23,7 @@ void Span::init(std::uintptr_t base_addr, std::size_t pages, std::size_t spc, bo
     }
     home = SpanHome::kNone;
     needzero = false;
-    free_index = 0;
+    free_index.store(0, std::memory_order_relaxed);
     alloc_count.store(0, std::memory_order_relaxed);
     alloc_count_at_cache = 0;
     sweepgen.store(0, std::memory_order_relaxed);
@@ -39,7 +39,7 @@ void Span::refill_alloc_cache(std::uint32_t word_start) {
 }
 
 std::uint32_t Span::next_free_index() {
-    std::uint32_t index = free_index;
+    std::uint32_t index = free_index.load(std::memory_order_relaxed);
     if (index == nelems) return nelems;
     std::uint64_t cache = alloc_cache;
     unsigned bit = static_cast<unsigned>(std::countr_zero(cache));
@@ -47,7 +47,7 @@ std::uint32_t Span::next_free_index() {
         // The cached word is exhausted: move to the next 64-slot word.
         index = (index + 64) & ~std::uint32_t{63};
         if (index >= nelems) {
-            free_index = nelems;
+            free_index.store(nelems, std::memory_order_relaxed);
             return nelems;
         }
         refill_alloc_cache(index);
@@ -56,7 +56,7 @@ std::uint32_t Span::next_free_index() {
     }
     const std::uint32_t result = index + bit;
     if (result >= nelems) {
-        free_index = nelems;
+        free_index.store(nelems, std::memory_order_relaxed);
         return nelems;
     }
     const std::uint32_t next = result + 1;
@@ -66,12 +66,13 @@ std::uint32_t Span::next_free_index() {
     } else {
         alloc_cache = cache >> (bit + 1);  // bit + 1 < 64 here
     }
-    free_index = next;
+    free_index.store(next, std::memory_order_relaxed);
     return result;
 }
 
 const char* Span::verify() const {
     if (state != SpanState::kInUse) return "span is not in use";
+    const std::uint32_t free_index = this->free_index.load(std::memory_order_relaxed);
     if (free_index > nelems) return "free_index beyond nelems";
     if (nelems == 0 || nelems > kMaxObjectsPerSpan) return "nelems out of range";
     if (limit() > end()) return "objects extend past the span's pages";

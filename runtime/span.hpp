@@ -55,7 +55,10 @@ struct Span {
 
     // Allocation state (see ownership above).
     bool needzero = false;  // free slots may hold stale bytes and must be zeroed on allocation
-    std::uint32_t free_index = 0;
+    // Atomic only so that find_object() (set_finalizer, conservative tests)
+    // may read it while the owner allocates; every access is relaxed, which
+    // compiles to plain loads and stores.
+    std::atomic<std::uint32_t> free_index{0};
     std::uint64_t alloc_cache = 0;
     std::atomic<std::uint32_t> alloc_count{0};
     std::uint32_t alloc_count_at_cache = 0;  // alloc_count when a thread cache took the span
@@ -79,7 +82,9 @@ struct Span {
     const std::uint64_t* mark_bits() const { return bits[alloc_bits_index ^ 1]; }
 
     bool alloc_bit(std::uint32_t i) const { return (alloc_bits()[i / 64] >> (i % 64)) & 1; }
-    bool is_allocated(std::uint32_t i) const { return i < free_index || alloc_bit(i); }
+    bool is_allocated(std::uint32_t i) const {
+        return i < free_index.load(std::memory_order_relaxed) || alloc_bit(i);
+    }
     std::uint32_t free_slots() const { return nelems - alloc_count.load(std::memory_order_relaxed); }
 
     /// Index of the object containing `addr`, which must lie in [base, limit()).
@@ -95,12 +100,12 @@ struct Span {
         const std::uint64_t cache = alloc_cache;
         if (cache == 0) return nullptr;
         const unsigned bit = static_cast<unsigned>(std::countr_zero(cache));
-        const std::uint32_t index = free_index + bit;
+        const std::uint32_t index = free_index.load(std::memory_order_relaxed) + bit;
         if (index >= nelems) return nullptr;
         const std::uint32_t next = index + 1;
         if (next % 64 == 0 && next != nelems) return nullptr;  // cache word needs a refill
         alloc_cache = (cache >> bit) >> 1;  // two shifts: bit + 1 may be 64
-        free_index = next;
+        free_index.store(next, std::memory_order_relaxed);
         alloc_count.store(alloc_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         return reinterpret_cast<void*>(base + index * elem_size);
     }
