@@ -14,8 +14,6 @@
 //
 // Environment:
 //   GCHEAP_FUZZ_TRACE=1  print each decoded operation to stderr (for crash files)
-//   GCHEAP_FUZZ_NO_WORKAROUNDS=1  drop the workaround for a known gcheap bug
-//                        (Program::set_finalizer says which)
 //   GCHEAP_FUZZ_PLANT=1  plant a bug: every collect clears the mark bit of one
 //                        reachable object (the collector's after-mark test hook);
 //                        the oracle must catch it and the run must abort with
@@ -91,7 +89,6 @@ bool env_flag(const char* name) {
 
 const bool g_trace = env_flag("GCHEAP_FUZZ_TRACE");
 const bool g_plant = env_flag("GCHEAP_FUZZ_PLANT");
-const bool g_no_workarounds = env_flag("GCHEAP_FUZZ_NO_WORKAROUNDS");
 
 [[noreturn]] void die(const std::string& what) {
     std::fprintf(stderr, "oracle: FAILURE: %s%s", what.c_str(), what.ends_with('\n') ? "" : "\n");
@@ -269,33 +266,7 @@ private:
         oracle_.create(dest, size, noscan, edges, offset);
     }
 
-    void set_finalizer(std::uint64_t id) {
-        if (finalizer_thread_started_ || g_no_workarounds) {
-            oracle_.set_finalizer(id);
-            return;
-        }
-        // Workaround for a gcheap bug: the first finalizer starts the
-        // finalizer thread, which registers itself with the heap when it gets
-        // to run; a heap destroyed before that crashes it (~Heap has already
-        // nulled the collector). Wait until it has registered, so that the
-        // inputs can go on finding other bugs. GCHEAP_FUZZ_NO_WORKAROUNDS=1
-        // turns this off (docs/debugging-oracle-fuzz.md).
-        auto& registry = heap_.collector().threads();
-        std::size_t before;
-        {
-            std::lock_guard<std::mutex> lock(registry.mutex());
-            before = registry.count_locked();
-        }
-        if (!oracle_.set_finalizer(id)) return;
-        finalizer_thread_started_ = true;
-        for (;;) {
-            {
-                std::lock_guard<std::mutex> lock(registry.mutex());
-                if (registry.count_locked() > before) break;
-            }
-            std::this_thread::yield();
-        }
-    }
+    void set_finalizer(std::uint64_t id) { oracle_.set_finalizer(id); }
 
     void collect() {
         std::uint64_t victim = 0;
@@ -340,7 +311,6 @@ private:
     std::uint64_t planted_ = 0;
     std::string planted_what_;
     std::size_t ops_ = 0;
-    bool finalizer_thread_started_ = false;
 };
 
 void run_input(const std::uint8_t* data, std::size_t size) {

@@ -68,11 +68,6 @@ constexpr std::uint64_t kMaxLiveBytes = 3u << 19;
 constexpr std::size_t kMaxLiveNodes = 4000;
 constexpr std::uint64_t kMaxLiveBytes = 2u << 20;
 #endif
-#if defined(GCHEAP_TSAN)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
 constexpr std::uint32_t kRootEdges = 1024;  // root slots per thread
 constexpr int kMaxThreads = 64;
 
@@ -86,15 +81,9 @@ struct Config {
     bool verbose = false;
     // When threads set and clear finalizers: at any time, while other threads
     // allocate; only at checkpoints, while nothing else runs in the heap; or
-    // never. Never under ThreadSanitizer, where both of the others fail for
-    // reasons outside this test (docs/debugging-oracle-fuzz.md): TSan reports a
-    // race between Finalizers::set() (Heap::find_object reads a span's
-    // free_index) and another thread's allocation fast path, and a world stop
-    // can hang on the finalizer thread, blocked re-taking the finalizer mutex
-    // (held by the collector) inside condition_variable::wait, where TSan holds
-    // back the suspend signal.
+    // never.
     enum class Finalizers { kNever, kCheckpoints, kAnytime };
-    Finalizers finalizers = kThreadSanitizer ? Finalizers::kNever : Finalizers::kAnytime;
+    Finalizers finalizers = Finalizers::kAnytime;
 };
 
 void usage(std::FILE* out) {
@@ -110,7 +99,7 @@ void usage(std::FILE* out) {
         "                        collection; the oracle must report it (exit 1)\n"
         "  --finalizers MODE     when threads set and clear finalizers: anytime (the\n"
         "                        default), checkpoints (only while nothing else runs)\n"
-        "                        or never (the default under ThreadSanitizer)\n"
+        "                        or never\n"
         "  --gctrace             print Go's gctrace line per cycle\n"
         "  --verbose             print each checkpoint\n",
         out);

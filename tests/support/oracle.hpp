@@ -2,7 +2,7 @@
 // malloc'd memory that the collector never scans, and a checker that
 // verifies the heap against it. Shared by the multi-threaded oracle stress
 // program (tests/stress/oracle_main.cpp) and the API fuzzer
-// (tests/fuzz/api_fuzzer.cpp); docs/debugging-oracle-fuzz.md explains both.
+// (tests/fuzz/api_fuzzer.cpp); docs/debugging.md ("How gcheap tests itself") explains both.
 //
 // Objects. Every object the oracle allocates has contents that are a pure
 // function of (id, version), plus pointer fields:
@@ -45,7 +45,7 @@
 //
 // Planting a bug: LostObjectPlanter arms the collector's after-mark test hook
 // to clear the mark bit of one live object, which the sweep then frees; the
-// checks must report it (docs/debugging-oracle-fuzz.md).
+// checks must report it (docs/debugging.md).
 #pragma once
 
 #include "gc/collector.hpp"
