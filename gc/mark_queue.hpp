@@ -14,7 +14,10 @@
 // always completes, in bounded memory.
 //
 // Not thread-safe: each mark worker owns one; sharing goes through
-// Marker's pool.
+// Marker's pool. Items live in [bottom_, top_): push and pop work at the top
+// (depth first), take_bottom() hands the oldest items — usually the largest
+// pending subgraphs — to other workers in O(count), without moving the rest;
+// the live items move down only when the top reaches the end.
 #pragma once
 
 #include <cstddef>
@@ -35,18 +38,18 @@ public:
     MarkStack& operator=(const MarkStack&) = delete;
 
     bool push(MarkRange range) {
-        if (size_ == capacity_ && !grow()) return false;
-        items_[size_++] = range;
+        if (top_ == capacity_ && !make_room()) return false;
+        items_[top_++] = range;
         return true;
     }
     bool pop(MarkRange& out) {
-        if (size_ == 0) return false;
-        out = items_[--size_];
+        if (top_ == bottom_) return false;
+        out = items_[--top_];
         return true;
     }
-    std::size_t size() const { return size_; }
-    bool empty() const { return size_ == 0; }
-    void clear() { size_ = 0; }
+    std::size_t size() const { return top_ - bottom_; }
+    bool empty() const { return top_ == bottom_; }
+    void clear() { top_ = bottom_ = 0; }
     /// Moves the oldest `count` items (the bottom of the stack) out to `out`.
     std::size_t take_bottom(MarkRange* out, std::size_t count);
 
@@ -56,10 +59,14 @@ public:
     std::size_t sys_bytes() const { return capacity_ * sizeof(MarkRange); }
 
 private:
+    /// Moves the live items down over taken ones, or grows; false on overflow.
+    bool make_room();
+    bool compact();
     bool grow();
 
     MarkRange* items_ = nullptr;
-    std::size_t size_ = 0;
+    std::size_t bottom_ = 0;
+    std::size_t top_ = 0;
     std::size_t capacity_ = 0;
     std::size_t limit_ = 0;
 };

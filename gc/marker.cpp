@@ -15,6 +15,15 @@ namespace {
 constexpr std::size_t kScanChunk = 64 * 1024;     // bytes of one large object scanned per work item
 constexpr std::size_t kShareThreshold = 64;       // keep at least this many items before sharing
 constexpr std::size_t kTransferBatch = 256;       // items moved to or from the pool at once
+constexpr int kIdleSpins = 4000;                  // polls of the pool (~20 us) before an idle worker sleeps
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
 
 bool test_and_set_mark(Span* span, std::uint32_t index, bool exclusive) {
     std::uint64_t& bits = span->mark_bits()[index / 64];
@@ -75,6 +84,7 @@ void Marker::begin_cycle() {
         w->scanned_bytes = 0;
     }
     pool_.clear();
+    pool_items_.store(0, std::memory_order_relaxed);
     exclusive_ = helpers_.empty();  // no helper thread can touch a mark bit this cycle
     overflow_.store(false, std::memory_order_relaxed);
     overflow_rescans_ = 0;
@@ -162,6 +172,7 @@ void Marker::share(Worker& worker) {
         for (std::size_t i = 0; i < n; ++i) {
             if (!pool_.push(batch[i])) overflow_.store(true, std::memory_order_relaxed);  // rescan finds them
         }
+        pool_items_.store(pool_.size(), std::memory_order_relaxed);
     }
     pool_cv_.notify_all();
 }
@@ -176,7 +187,11 @@ void Marker::work(Worker& worker) {
                 range.end = range.begin + kScanChunk;
             }
             scan_words(worker, range.begin, range.end);
-            if (active_ > 1 && worker.stack.size() > kShareThreshold && waiting_.load(std::memory_order_relaxed) > 0) {
+            // Share only while someone waits and the last shared batch has
+            // been taken: one batch per idle worker, not one per object
+            // scanned while it wakes up.
+            if (active_ > 1 && worker.stack.size() > kShareThreshold && waiting_.load(std::memory_order_relaxed) > 0 &&
+                pool_items_.load(std::memory_order_relaxed) == 0) {
                 share(worker);
             }
         }
@@ -187,16 +202,27 @@ void Marker::work(Worker& worker) {
                 for (std::size_t i = 0; i < kTransferBatch && pool_.pop(item); ++i) {
                     if (!worker.stack.push(item)) overflow_.store(true, std::memory_order_relaxed);
                 }
+                pool_items_.store(pool_.size(), std::memory_order_relaxed);
                 break;
             }
             if (done_) return;
             if (++idle_ == active_) {
                 done_ = true;
+                done_flag_.store(true, std::memory_order_relaxed);
                 lock.unlock();
                 pool_cv_.notify_all();
                 return;
             }
             waiting_.fetch_add(1, std::memory_order_relaxed);
+            // Spin briefly first: work usually arrives within microseconds,
+            // and a futex sleep and wake-up costs tens of them.
+            lock.unlock();
+            for (int i = 0; i < kIdleSpins && pool_items_.load(std::memory_order_relaxed) == 0 &&
+                            !done_flag_.load(std::memory_order_relaxed);
+                 ++i) {
+                cpu_relax();
+            }
+            lock.lock();
             pool_cv_.wait(lock, [&] { return done_ || !pool_.empty(); });
             waiting_.fetch_sub(1, std::memory_order_relaxed);
             if (done_) return;
@@ -243,6 +269,8 @@ void Marker::drain_parallel() {
         idle_ = 0;
         finished_ = 0;
         done_ = false;
+        done_flag_.store(false, std::memory_order_relaxed);
+        pool_items_.store(pool_.size(), std::memory_order_relaxed);
         ++round_;
     }
     pool_cv_.notify_all();
@@ -258,6 +286,7 @@ void Marker::drain_alone(Worker& worker) {
         active_ = 1;
         idle_ = 0;
         done_ = false;
+        done_flag_.store(false, std::memory_order_relaxed);
     }
     work(worker);
 }

@@ -11,8 +11,10 @@
 // unbounded.
 //
 // Parallelism: the collecting thread and up to N-1 helper threads drain
-// their own stacks; a worker with surplus work while others wait moves part
-// of it to a shared pool, and an idle worker takes from the pool. Marking
+// their own stacks; a worker with surplus work while others wait moves the
+// oldest part of it (the largest pending subgraphs) to a shared pool, one
+// batch at a time, and an idle worker takes from the pool, spinning briefly
+// before it sleeps. Marking
 // ends when every worker is idle and the pool is empty. With one mark thread
 // the collecting thread marks alone (the debugging mode).
 //
@@ -116,6 +118,8 @@ private:
     std::uint64_t round_ = 0;  // bumped to start helpers on a drain
     bool stopping_ = false;
     std::atomic<unsigned> waiting_{0};  // idle workers hoping for shared work
+    std::atomic<std::size_t> pool_items_{0};  // pool_.size(), readable without the lock
+    std::atomic<bool> done_flag_{false};       // done_, readable without the lock
     std::vector<std::thread> helpers_;
 };
 

@@ -114,8 +114,7 @@ std::atomic<void*> g_local_object{nullptr};
     void* local = gcheap::alloc(128);  // auto-registers this thread
     static_cast<std::uint64_t*>(local)[0] = 42;
     g_local_object.store(reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(local) ^ 1));  // disguised
-    while (!collected.load()) {
-    }
+    while (!collected.load()) gcheap::detail::poll_world_stop();  // TSan: a spinning thread must offer to stop
     CHECK(static_cast<std::uint64_t*>(local)[0] == 42);
     CHECK(is_allocated(local));
     gcheap::keep_alive(local);
@@ -125,8 +124,7 @@ std::atomic<void*> g_local_object{nullptr};
 TEST_CASE("misuse: a thread that allocates without registering is registered automatically", "[misuse]") {
     std::atomic<bool> collected{false};
     std::thread t([&] { hold_in_local_then_collect(collected); });
-    while (g_local_object.load() == nullptr) {
-    }
+    while (g_local_object.load() == nullptr) gcheap::detail::poll_world_stop();
     gcheap::collect();  // the other thread's stack is scanned: its local keeps the object
     collected.store(true);
     t.join();
