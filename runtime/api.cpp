@@ -58,4 +58,6 @@ std::int64_t set_memory_limit(std::int64_t limit) {
     return detail::default_heap().collector().pacer().set_memory_limit(limit);
 }
 
+FragmentationReport fragmentation_report() { return detail::default_heap().fragmentation_report(); }
+
 }  // namespace gcheap

@@ -25,6 +25,7 @@
 #include "runtime/sync.hpp"
 #include "runtime/thread_cache.hpp"
 
+#include <gcheap/fragmentation.hpp>
 #include <gcheap/mem_stats.hpp>
 #include <gcheap/options.hpp>
 
@@ -62,6 +63,7 @@ struct SlowCounts {
     std::array<std::uint64_t, kNumSizeClasses> live_by_class{};  // allocated slots per size class
 };
 
+class CachedSpanCounts;
 class Collector;
 class Scavenger;
 
@@ -86,6 +88,10 @@ public:
     /// The allocated object containing `addr` (interior pointers included);
     /// false for addresses outside the heap, in free pages or in free slots.
     bool find_object(std::uintptr_t addr, ObjectRef& out) const;
+
+    /// Per size class occupancy and waste, with the MemStats read under the
+    /// same lock, so that HeapInuse - HeapAlloc == wasted bytes (fragmentation.cpp).
+    FragmentationReport fragmentation_report();
 
     /// In use, free (resident), released, or outside this heap's committed memory.
     PageState page_state(std::uintptr_t addr);
@@ -134,8 +140,9 @@ private:
     void flush_cache_locked(ThreadCache* cache);
     void flush_all_caches_stopped();
     void detach_threads();
-    /// MemStats from the counters; the caller has closed the gate.
-    void compute_stats_locked(MemStats& stats);
+    /// MemStats from the counters; the caller has closed the gate. With
+    /// `cached`, also records each cached span's count as read.
+    void compute_stats_locked(MemStats& stats, CachedSpanCounts* cached = nullptr);
 
     const std::uint64_t id_;
     OsMemory os_;

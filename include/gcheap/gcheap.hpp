@@ -5,6 +5,7 @@
 // first use and lives until the process exits. They are thread-safe.
 #pragma once
 
+#include <gcheap/fragmentation.hpp>
 #include <gcheap/mem_stats.hpp>
 #include <gcheap/options.hpp>
 
