@@ -3,6 +3,7 @@
 
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
+#include "runtime/heap_map.hpp"
 #include "runtime/scavenger.hpp"
 
 namespace gcheap {
@@ -59,5 +60,7 @@ std::int64_t set_memory_limit(std::int64_t limit) {
 }
 
 FragmentationReport fragmentation_report() { return detail::default_heap().fragmentation_report(); }
+
+void write_heap_map(const char* path) { detail::write_heap_map(detail::default_heap(), path); }
 
 }  // namespace gcheap

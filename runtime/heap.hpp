@@ -64,6 +64,7 @@ struct SlowCounts {
 };
 
 class CachedSpanCounts;
+struct HeapMapSnapshot;
 class Collector;
 class Scavenger;
 
@@ -92,6 +93,8 @@ public:
     /// Per size class occupancy and waste, with the MemStats read under the
     /// same lock, so that HeapInuse - HeapAlloc == wasted bytes (fragmentation.cpp).
     FragmentationReport fragmentation_report();
+    /// Every committed page by state, with the MemStats read under the same lock (heap_map.cpp).
+    HeapMapSnapshot heap_map_snapshot();
 
     /// In use, free (resident), released, or outside this heap's committed memory.
     PageState page_state(std::uintptr_t addr);

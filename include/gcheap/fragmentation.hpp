@@ -2,8 +2,8 @@
 //
 // fragmentation_report() breaks the heap down by size class: how many spans
 // each class holds, how full they are, and how many bytes of their pages no
-// live object uses. docs/fragmentation.md explains how
-// to read it.
+// live object uses. write_heap_map() draws the same picture page by page as
+// an SVG. docs/fragmentation.md explains how to read both.
 #pragma once
 
 #include <gcheap/mem_stats.hpp>
@@ -93,5 +93,13 @@ std::string to_text(const FragmentationReport& report, ReportOrder order = Repor
 /// The whole report as one JSON object (all figures in bytes or counts);
 /// the field names are those of the structs above.
 std::string to_json(const FragmentationReport& report);
+
+/// Writes an SVG map of the default heap: every arena's committed pages as
+/// cells, 128 to a row, coloured by state — free (resident), released, large
+/// object, and for small-object spans by occupancy — with a tooltip (`<title>`)
+/// per span giving its size class, object size and live/slots, and a legend.
+/// Throws std::system_error (the message names `path`) if the file cannot be
+/// written.
+void write_heap_map(const char* path);
 
 }  // namespace gcheap
