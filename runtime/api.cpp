@@ -63,4 +63,10 @@ FragmentationReport fragmentation_report() { return detail::default_heap().fragm
 
 void write_heap_map(const char* path) { detail::write_heap_map(detail::default_heap(), path); }
 
+bool is_sparse(const void* object, double threshold) { return detail::default_heap().is_sparse(object, threshold); }
+
+void* detail::relocate_object(const void* object, std::size_t type_size) {
+    return detail::default_heap().relocate(object, type_size);
+}
+
 }  // namespace gcheap

@@ -63,6 +63,17 @@ struct SlowCounts {
     std::array<std::uint64_t, kNumSizeClasses> live_by_class{};  // allocated slots per size class
 };
 
+/// What relocation needs to know about an object (relocation.cpp).
+struct ObjectInfo {
+    std::uintptr_t base = 0;       // start of the slot (of the tiny block, for a tiny object)
+    std::size_t size = 0;          // slot size, or npages * kPageSize for a large object
+    std::size_t requested = 0;     // large objects: the bytes asked for
+    std::uint8_t size_class = 0;   // 0 for large objects
+    bool noscan = false;
+    std::uint32_t span_live = 0;   // allocated slots of the span, as of the last sweep
+    std::uint32_t span_slots = 0;
+};
+
 class CachedSpanCounts;
 struct HeapMapSnapshot;
 class Collector;
@@ -95,6 +106,13 @@ public:
     FragmentationReport fragmentation_report();
     /// Every committed page by state, with the MemStats read under the same lock (heap_map.cpp).
     HeapMapSnapshot heap_map_snapshot();
+    /// The object containing `addr` and its span's occupancy; lock-free, for
+    /// a pointer the caller holds (relocation.cpp). False outside the heap.
+    bool object_info(const void* addr, ObjectInfo& out) const;
+    /// A copy of `object` in a fresh slot of the same span class (relocation.cpp).
+    void* relocate(const void* object, std::size_t type_size);
+    /// gcheap::is_sparse on this heap (relocation.cpp).
+    bool is_sparse(const void* object, double threshold) const;
 
     /// In use, free (resident), released, or outside this heap's committed memory.
     PageState page_state(std::uintptr_t addr);
