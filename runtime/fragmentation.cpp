@@ -15,7 +15,8 @@
 namespace gcheap {
 
 const char* occupancy_bucket_label(std::size_t bucket) {
-    static constexpr const char* kLabels[kOccupancyBuckets] = {"0-1%", "1-10%", "10-25%", "25-50%", "50-75%", "75-100%"};
+    static constexpr const char* kLabels[kOccupancyBuckets] = {"0-1%",   "1-10%",  "10-25%",
+                                                               "25-50%", "50-75%", "75-100%"};
     return bucket < kOccupancyBuckets ? kLabels[bucket] : "?";
 }
 
@@ -48,7 +49,8 @@ void CachedSpanCounts::seal() { std::sort(counts_.begin(), counts_.end()); }
 
 std::uint32_t CachedSpanCounts::live_count(const Span& span) const {
     if (span.home == SpanHome::kThreadCache) {
-        const auto it = std::lower_bound(counts_.begin(), counts_.end(), std::pair<const Span*, std::uint32_t>{&span, 0});
+        const auto it =
+            std::lower_bound(counts_.begin(), counts_.end(), std::pair<const Span*, std::uint32_t>{&span, 0});
         if (it != counts_.end() && it->first == &span) return it->second;
     }
     return span.alloc_count.load(std::memory_order_relaxed);
@@ -137,7 +139,8 @@ std::string human(std::uint64_t bytes) {
 std::vector<const SizeClassFragmentation*> worst_first(const FragmentationReport& r) {
     std::vector<const SizeClassFragmentation*> rows;
     for (const SizeClassFragmentation& c : r.classes) rows.push_back(&c);
-    std::stable_sort(rows.begin(), rows.end(), [](const auto* a, const auto* b) { return a->wasted_bytes > b->wasted_bytes; });
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const auto* a, const auto* b) { return a->wasted_bytes > b->wasted_bytes; });
     return rows;
 }
 
@@ -146,9 +149,9 @@ std::vector<const SizeClassFragmentation*> worst_first(const FragmentationReport
 std::string fragmentation_trace_line(const FragmentationReport& r) {
     const std::uint64_t inuse = r.small_inuse_bytes + r.large.inuse_bytes;
     const std::uint64_t alloc = r.small_live_bytes + r.large.inuse_bytes;
-    std::string line = fmt::format("frag: inuse {:.1f} MB, alloc {:.1f} MB, waste {:.1f} MB ({:.0f}%), worst:",
-                                   static_cast<double>(inuse) / kMB, static_cast<double>(alloc) / kMB,
-                                   static_cast<double>(r.wasted_bytes) / kMB, percent(r.wasted_bytes, inuse));
+    std::string line = fmt::format(
+        "frag: inuse {:.1f} MB, alloc {:.1f} MB, waste {:.1f} MB ({:.0f}%), worst:", static_cast<double>(inuse) / kMB,
+        static_cast<double>(alloc) / kMB, static_cast<double>(r.wasted_bytes) / kMB, percent(r.wasted_bytes, inuse));
     int shown = 0;
     for (const SizeClassFragmentation* c : worst_first(r)) {
         if (shown == 3 || c->wasted_bytes == 0) break;
@@ -159,7 +162,8 @@ std::string fragmentation_trace_line(const FragmentationReport& r) {
         ++shown;
     }
     if (shown == 0) line += " none";
-    line += fmt::format("; large {} objects {:.1f} MB\n", r.large.objects, static_cast<double>(r.large.inuse_bytes) / kMB);
+    line +=
+        fmt::format("; large {} objects {:.1f} MB\n", r.large.objects, static_cast<double>(r.large.inuse_bytes) / kMB);
     return line;
 }
 
@@ -171,13 +175,15 @@ std::string to_text(const FragmentationReport& r, ReportOrder order) {
     fmt::memory_buffer out;
     auto it = std::back_inserter(out);
     const MemStats& s = r.stats;
-    fmt::format_to(it, "HeapInuse {}, HeapAlloc {}: {} wasted in in-use spans ({:.1f}% of HeapInuse)\n", detail::human(s.HeapInuse),
-                   detail::human(s.HeapAlloc), detail::human(r.wasted_bytes), detail::percent(r.wasted_bytes, s.HeapInuse));
-    fmt::format_to(it, "small objects: {} spans, {} in use, {} live\n", r.small_spans, detail::human(r.small_inuse_bytes),
-                   detail::human(r.small_live_bytes));
+    fmt::format_to(it, "HeapInuse {}, HeapAlloc {}: {} wasted in in-use spans ({:.1f}% of HeapInuse)\n",
+                   detail::human(s.HeapInuse), detail::human(s.HeapAlloc), detail::human(r.wasted_bytes),
+                   detail::percent(r.wasted_bytes, s.HeapInuse));
+    fmt::format_to(it, "small objects: {} spans, {} in use, {} live\n", r.small_spans,
+                   detail::human(r.small_inuse_bytes), detail::human(r.small_live_bytes));
     fmt::format_to(it, "spans by occupancy:");
     for (std::size_t b = 0; b < kOccupancyBuckets; ++b) {
-        fmt::format_to(it, " {} {}{}", occupancy_bucket_label(b), r.occupancy[b], b + 1 < kOccupancyBuckets ? "," : "\n");
+        fmt::format_to(it, " {} {}{}", occupancy_bucket_label(b), r.occupancy[b],
+                       b + 1 < kOccupancyBuckets ? "," : "\n");
     }
     if (!r.classes.empty()) {
         fmt::format_to(it, "\n{:>5} {:>7} {:>5} {:>7} {:>17} {:>11} {:>11} {:>6} {:>11}  ", "class", "size", "pages",
@@ -192,28 +198,32 @@ std::string to_text(const FragmentationReport& r, ReportOrder order) {
         }
         for (const SizeClassFragmentation* c : rows) {
             fmt::format_to(it, "{:>5} {:>5} B {:>5} {:>7} {:>17} {:>11} {:>11} {:>5.1f}% {:>11}  ", c->size_class,
-                           c->object_size, c->pages_per_span, c->spans,
-                           fmt::format("{}/{}", c->live_objects, c->slots), detail::human(c->live_bytes),
-                           detail::human(c->wasted_bytes), detail::percent(c->wasted_bytes, c->inuse_bytes),
-                           detail::human(c->tail_bytes));
+                           c->object_size, c->pages_per_span, c->spans, fmt::format("{}/{}", c->live_objects, c->slots),
+                           detail::human(c->live_bytes), detail::human(c->wasted_bytes),
+                           detail::percent(c->wasted_bytes, c->inuse_bytes), detail::human(c->tail_bytes));
             for (std::size_t b = 0; b < kOccupancyBuckets; ++b) fmt::format_to(it, "{:>8}", c->occupancy[b]);
             fmt::format_to(it, "\n");
         }
     }
-    fmt::format_to(it, "\nlarge objects: {} objects, {} pages ({}); page rounding {} (counted in HeapAlloc, as in Go)\n",
-                   r.large.objects, r.large.pages, detail::human(r.large.inuse_bytes), detail::human(r.large.rounding_bytes));
+    fmt::format_to(
+        it, "\nlarge objects: {} objects, {} pages ({}); page rounding {} (counted in HeapAlloc, as in Go)\n",
+        r.large.objects, r.large.pages, detail::human(r.large.inuse_bytes), detail::human(r.large.rounding_bytes));
     return fmt::to_string(out);
 }
 
 std::string to_json(const FragmentationReport& r) {
     fmt::memory_buffer out;
     auto it = std::back_inserter(out);
-    const auto array = [](const std::array<std::uint64_t, kOccupancyBuckets>& a) { return fmt::format("[{}]", fmt::join(a, ",")); };
+    const auto array = [](const std::array<std::uint64_t, kOccupancyBuckets>& a) {
+        return fmt::format("[{}]", fmt::join(a, ","));
+    };
     const MemStats& s = r.stats;
-    fmt::format_to(it, "{{\"heap_inuse\":{},\"heap_alloc\":{},\"heap_idle\":{},\"heap_released\":{},\"heap_objects\":{},",
+    fmt::format_to(it,
+                   "{{\"heap_inuse\":{},\"heap_alloc\":{},\"heap_idle\":{},\"heap_released\":{},\"heap_objects\":{},",
                    s.HeapInuse, s.HeapAlloc, s.HeapIdle, s.HeapReleased, s.HeapObjects);
-    fmt::format_to(it, "\"num_gc\":{},\"small_spans\":{},\"small_inuse_bytes\":{},\"small_live_bytes\":{},\"wasted_bytes\":{},",
-                   s.NumGC, r.small_spans, r.small_inuse_bytes, r.small_live_bytes, r.wasted_bytes);
+    fmt::format_to(
+        it, "\"num_gc\":{},\"small_spans\":{},\"small_inuse_bytes\":{},\"small_live_bytes\":{},\"wasted_bytes\":{},",
+        s.NumGC, r.small_spans, r.small_inuse_bytes, r.small_live_bytes, r.wasted_bytes);
     fmt::format_to(it, "\"occupancy_buckets\":[");
     for (std::size_t b = 0; b < kOccupancyBuckets; ++b) {
         fmt::format_to(it, "{}\"{}\"", b == 0 ? "" : ",", occupancy_bucket_label(b));
@@ -234,7 +244,8 @@ std::string to_json(const FragmentationReport& r) {
     fmt::format_to(it,
                    "],\"large\":{{\"objects\":{},\"pages\":{},\"inuse_bytes\":{},\"requested_bytes\":{},"
                    "\"rounding_bytes\":{}}}}}",
-                   r.large.objects, r.large.pages, r.large.inuse_bytes, r.large.requested_bytes, r.large.rounding_bytes);
+                   r.large.objects, r.large.pages, r.large.inuse_bytes, r.large.requested_bytes,
+                   r.large.rounding_bytes);
     return fmt::to_string(out);
 }
 

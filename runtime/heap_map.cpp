@@ -107,7 +107,7 @@ std::string render_heap_map_svg(const HeapMapSnapshot& snap) {
         }
     }
     const std::size_t header = kMargin + 3 * kLine;  // title, figures, legend
-    std::map<std::uintptr_t, std::size_t> arena_y;    // arena base -> y of its first row
+    std::map<std::uintptr_t, std::size_t> arena_y;   // arena base -> y of its first row
     std::size_t y = header;
     for (const auto& [arena, pages] : arena_pages) {
         y += kLine;  // the arena's caption
@@ -127,27 +127,32 @@ std::string render_heap_map_svg(const HeapMapSnapshot& snap) {
                    "<style>rect{{stroke:#fff;stroke-width:0.5}} .f{{fill:#bdbdbd}} .r{{fill:#e8eef5}} "
                    ".l{{fill:#4f6fb3}} .o0{{fill:#d73027}} .o1{{fill:#f46d43}} .o2{{fill:#fdae61}} "
                    ".o3{{fill:#fee08b}} .o4{{fill:#a6d96a}} .o5{{fill:#1a9850}}</style>\n");
-    fmt::format_to(it, "<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#fff\" stroke=\"none\"/>\n", width, height);
+    fmt::format_to(it, "<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#fff\" stroke=\"none\"/>\n", width,
+                   height);
     const MemStats& s = snap.stats;
-    fmt::format_to(it, "<text x=\"{}\" y=\"{}\" font-weight=\"bold\">gcheap heap map: {} arena(s), 1 cell = 8 KiB page, {} per row</text>\n",
-                   kMargin, kMargin + kLine - 4, arena_pages.size(), kMapColumns);
     fmt::format_to(it,
-                   "<text x=\"{}\" y=\"{}\">HeapInuse {:.2f} MiB, HeapAlloc {:.2f} MiB, HeapInuse - HeapAlloc {:.2f} MiB; "
-                   "HeapIdle {:.2f} MiB, of it released {:.2f} MiB</text>\n",
-                   kMargin, kMargin + 2 * kLine - 4, mib(s.HeapInuse), mib(s.HeapAlloc), mib(s.HeapInuse - s.HeapAlloc),
-                   mib(s.HeapIdle), mib(s.HeapReleased));
+                   "<text x=\"{}\" y=\"{}\" font-weight=\"bold\">gcheap heap map: {} arena(s), 1 cell = 8 KiB page, {} "
+                   "per row</text>\n",
+                   kMargin, kMargin + kLine - 4, arena_pages.size(), kMapColumns);
+    fmt::format_to(
+        it,
+        "<text x=\"{}\" y=\"{}\">HeapInuse {:.2f} MiB, HeapAlloc {:.2f} MiB, HeapInuse - HeapAlloc {:.2f} MiB; "
+        "HeapIdle {:.2f} MiB, of it released {:.2f} MiB</text>\n",
+        kMargin, kMargin + 2 * kLine - 4, mib(s.HeapInuse), mib(s.HeapAlloc), mib(s.HeapInuse - s.HeapAlloc),
+        mib(s.HeapIdle), mib(s.HeapReleased));
     // Legend: swatches carry a second class ("key") so that they never count as pages.
     struct Key {
         const char* css;
         const char* label;
     };
-    static constexpr Key kKeys[] = {{"f", "free"},       {"r", "released"},  {"l", "large"},     {"o0", "0-1%"},
-                                    {"o1", "1-10%"},     {"o2", "10-25%"},   {"o3", "25-50%"},   {"o4", "50-75%"},
-                                    {"o5", "75-100% full"}};
+    static constexpr Key kKeys[] = {{"f", "free"},    {"r", "released"}, {"l", "large"},
+                                    {"o0", "0-1%"},   {"o1", "1-10%"},   {"o2", "10-25%"},
+                                    {"o3", "25-50%"}, {"o4", "50-75%"},  {"o5", "75-100% full"}};
     std::size_t x = kMargin;
     const std::size_t legend_y = kMargin + 2 * kLine + 2;
     for (const Key& key : kKeys) {
-        fmt::format_to(it, "<rect class=\"{} key\" x=\"{}\" y=\"{}\" width=\"10\" height=\"10\"/>", key.css, x, legend_y);
+        fmt::format_to(it, "<rect class=\"{} key\" x=\"{}\" y=\"{}\" width=\"10\" height=\"10\"/>", key.css, x,
+                       legend_y);
         fmt::format_to(it, "<text x=\"{}\" y=\"{}\">{}</text>\n", x + 13, legend_y + 9, key.label);
         x += 20 + 7 * std::char_traits<char>::length(key.label);
     }
@@ -188,7 +193,8 @@ std::string render_heap_map_svg(const HeapMapSnapshot& snap) {
 void write_heap_map(Heap& heap, const char* path) {
     const std::string svg = render_heap_map_svg(heap.heap_map_snapshot());
     const auto fail = [&](int error) {
-        throw std::system_error(error, std::generic_category(), fmt::format("gcheap::write_heap_map: cannot write {}", path));
+        throw std::system_error(error, std::generic_category(),
+                                fmt::format("gcheap::write_heap_map: cannot write {}", path));
     };
     std::FILE* file = std::fopen(path, "w");
     if (file == nullptr) fail(errno);

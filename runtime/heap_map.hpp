@@ -38,11 +38,11 @@ struct MapRun {
     std::uintptr_t base = 0;
     std::size_t npages = 0;
     Kind kind = Kind::kFree;
-    std::uint8_t size_class = 0;   // spans only
-    bool noscan = false;           // spans only
-    std::uint32_t live = 0;        // small spans: allocated slots
-    std::uint32_t slots = 0;       // small spans
-    std::size_t requested = 0;     // large objects: bytes asked for
+    std::uint8_t size_class = 0;  // spans only
+    bool noscan = false;          // spans only
+    std::uint32_t live = 0;       // small spans: allocated slots
+    std::uint32_t slots = 0;      // small spans
+    std::size_t requested = 0;    // large objects: bytes asked for
 };
 
 struct HeapMapSnapshot {

@@ -57,8 +57,9 @@ void* Heap::relocate(const void* object, std::size_t type_size) {
             fmt::format("gcheap::relocate: {} does not point into an object of the heap", fmt::ptr(object)));
     }
     if (type_size > info.size) {
-        throw std::invalid_argument(fmt::format("gcheap::relocate: a {}-byte type does not fit the {}-byte object at {}",
-                                                type_size, info.size, fmt::ptr(object)));
+        throw std::invalid_argument(
+            fmt::format("gcheap::relocate: a {}-byte type does not fit the {}-byte object at {}", type_size, info.size,
+                        fmt::ptr(object)));
     }
     void* copy = nullptr;
     std::size_t bytes = 0;

@@ -11,7 +11,7 @@
 // one slot in the survivors array). A copy is a new object: any pointer
 // left to the original keeps the original alive, and sees its old value.
 //
-// Usage: scenario5_manual_compaction [--check] [--csv FILE]
+// Usage: scenario5_manual_compaction [--check] [--csv FILE] [--heap-maps PREFIX]
 #include "common/scenario.hpp"
 
 using namespace scenario;
@@ -63,11 +63,13 @@ int main(int argc, char** argv) {
     allocate_objects();
     keep_every_512th();
     table.point("(2) every 512th kept", {16.42, 16.20}, measure());
+    write_map(options, "before-compaction");
 
     // (3) Each survivor replaced by a fresh copy: 32 KiB of copies in 4
     //     pages (plus the 16 KiB survivors array); 2,048 pages freed.
     compact_survivors();
     table.point("(3) survivors copied", {0.47, 0.25}, measure());
+    write_map(options, "after-compaction");
     table.note("Go's (1) for this program is not published: scenario 3's (1), 0.41/0.25, stands in for it.");
 
     use(story.survivors);

@@ -26,19 +26,19 @@ const char* occupancy_bucket_label(std::size_t bucket);
 
 /// The in-use spans of one small size class (scan and noscan together).
 struct SizeClassFragmentation {
-    std::uint32_t size_class = 0;        ///< 1..67, Go's numbering.
-    std::uint32_t object_size = 0;       ///< Slot size in bytes.
-    std::uint32_t pages_per_span = 0;    ///< 8 KiB pages per span.
-    std::uint32_t slots_per_span = 0;    ///< Objects per span.
-    std::uint64_t spans = 0;             ///< In-use spans of this class.
-    std::uint64_t noscan_spans = 0;      ///< Of which hold pointer-free objects.
-    std::uint64_t slots = 0;             ///< spans * slots_per_span.
-    std::uint64_t live_objects = 0;      ///< Allocated slots (a tiny block counts as one 16-byte slot).
-    std::uint64_t live_bytes = 0;        ///< live_objects * object_size: this class's share of HeapAlloc.
-    std::uint64_t inuse_bytes = 0;       ///< spans * pages_per_span * 8192: its share of HeapInuse.
-    std::uint64_t free_slot_bytes = 0;   ///< (slots - live_objects) * object_size.
-    std::uint64_t tail_bytes = 0;        ///< Bytes after the last slot of each span, which no object can use.
-    std::uint64_t wasted_bytes = 0;      ///< inuse_bytes - live_bytes == free_slot_bytes + tail_bytes.
+    std::uint32_t size_class = 0;       ///< 1..67, Go's numbering.
+    std::uint32_t object_size = 0;      ///< Slot size in bytes.
+    std::uint32_t pages_per_span = 0;   ///< 8 KiB pages per span.
+    std::uint32_t slots_per_span = 0;   ///< Objects per span.
+    std::uint64_t spans = 0;            ///< In-use spans of this class.
+    std::uint64_t noscan_spans = 0;     ///< Of which hold pointer-free objects.
+    std::uint64_t slots = 0;            ///< spans * slots_per_span.
+    std::uint64_t live_objects = 0;     ///< Allocated slots (a tiny block counts as one 16-byte slot).
+    std::uint64_t live_bytes = 0;       ///< live_objects * object_size: this class's share of HeapAlloc.
+    std::uint64_t inuse_bytes = 0;      ///< spans * pages_per_span * 8192: its share of HeapInuse.
+    std::uint64_t free_slot_bytes = 0;  ///< (slots - live_objects) * object_size.
+    std::uint64_t tail_bytes = 0;       ///< Bytes after the last slot of each span, which no object can use.
+    std::uint64_t wasted_bytes = 0;     ///< inuse_bytes - live_bytes == free_slot_bytes + tail_bytes.
     /// Spans per occupancy bucket (see kOccupancyBucketFloor).
     std::array<std::uint64_t, kOccupancyBuckets> occupancy{};
 };

@@ -52,7 +52,8 @@ std::string check_report(const FragmentationReport& r) {
         inuse += c.inuse_bytes;
         live += c.live_bytes;
     }
-    if (wasted != r.wasted_bytes || spans != r.small_spans || inuse != r.small_inuse_bytes || live != r.small_live_bytes)
+    if (wasted != r.wasted_bytes || spans != r.small_spans || inuse != r.small_inuse_bytes ||
+        live != r.small_live_bytes)
         return "class rows do not add up to the totals";
     if (occupancy != r.occupancy) return "class histograms do not add up to the total histogram";
     if (r.large.inuse_bytes != r.large.requested_bytes + r.large.rounding_bytes) return "large rounding";
@@ -116,9 +117,9 @@ TEST_CASE("fragmentation report: a fresh heap has nothing in use and nothing was
 
 TEST_CASE("fragmentation report: slots, free slots, tails and page rounding per class", "[frag]") {
     Heap heap(gcheap::test::no_gc());
-    heap.alloc(16, false);                                 // class 2: 1 of 512 slots
-    for (int i = 0; i < 341; ++i) heap.alloc(24, true);    // class 3: one full span, 8-byte tail
-    heap.alloc(40000, false);                              // large: 5 pages for 40000 bytes
+    heap.alloc(16, false);                               // class 2: 1 of 512 slots
+    for (int i = 0; i < 341; ++i) heap.alloc(24, true);  // class 3: one full span, 8-byte tail
+    heap.alloc(40000, false);                            // large: 5 pages for 40000 bytes
     const FragmentationReport r = heap.fragmentation_report();
     INFO(gcheap::to_text(r));
     REQUIRE(check_report(r).empty());
@@ -153,9 +154,9 @@ TEST_CASE("fragmentation report: slots, free slots, tails and page rounding per 
 
 TEST_CASE("fragmentation report: occupancy buckets have the documented bounds", "[frag]") {
     CHECK(occupancy_bucket(0, 512) == 0);
-    CHECK(occupancy_bucket(5, 512) == 0);    // 0.98%
-    CHECK(occupancy_bucket(6, 512) == 1);    // 1.17%
-    CHECK(occupancy_bucket(1, 100) == 1);    // exactly 1%
+    CHECK(occupancy_bucket(5, 512) == 0);  // 0.98%
+    CHECK(occupancy_bucket(6, 512) == 1);  // 1.17%
+    CHECK(occupancy_bucket(1, 100) == 1);  // exactly 1%
     CHECK(occupancy_bucket(10, 100) == 2);
     CHECK(occupancy_bucket(24, 100) == 2);
     CHECK(occupancy_bucket(25, 100) == 3);
@@ -281,7 +282,8 @@ TEST_CASE("fragmentation report: JSON is well formed and carries the figures", "
     CHECK_THAT(json, Catch::Contains("\"wasted_bytes\":" + std::to_string(r.wasted_bytes) + ","));
     CHECK_THAT(json, Catch::Contains("{\"size_class\":2,\"object_size\":16,"));
     CHECK_THAT(json, Catch::Contains("\"requested_bytes\":50000,"));
-    CHECK_THAT(json, Catch::Contains("\"occupancy_buckets\":[\"0-1%\",\"1-10%\",\"10-25%\",\"25-50%\",\"50-75%\",\"75-100%\"]"));
+    CHECK_THAT(json, Catch::Contains(
+                         "\"occupancy_buckets\":[\"0-1%\",\"1-10%\",\"10-25%\",\"25-50%\",\"50-75%\",\"75-100%\"]"));
 }
 
 TEST_CASE("fragmentation report: text lists the totals, every class and large objects", "[frag]") {

@@ -128,7 +128,8 @@ TEST_CASE("fragmentation heap map: runs are disjoint, sorted and cover the commi
     CHECK(pages * kPageSize == snap.stats.HeapSys);
 }
 
-TEST_CASE("fragmentation heap map: write_heap_map writes an SVG file or throws naming the path", "[frag][heap_map][api]") {
+TEST_CASE("fragmentation heap map: write_heap_map writes an SVG file or throws naming the path",
+          "[frag][heap_map][api]") {
     for (int i = 0; i < 1000; ++i) gcheap::alloc(32);
     char dir[] = "/tmp/gcheap-map-XXXXXX";
     REQUIRE(::mkdtemp(dir) != nullptr);

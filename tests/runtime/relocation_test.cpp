@@ -101,7 +101,7 @@ TEST_CASE("fragmentation relocate: bad pointers and thresholds throw with a clea
     CHECK_THROWS_WITH(heap.relocate(p, 65), Catch::Contains("does not fit"));
     CHECK_THROWS_WITH(heap.is_sparse(p, 1.5), Catch::Contains("not in [0, 1]"));
     CHECK_THROWS_AS(heap.is_sparse(p, -0.1), std::invalid_argument);
-    CHECK(heap.is_sparse(p, 0.5));   // 1 of 128 slots
+    CHECK(heap.is_sparse(p, 0.5));  // 1 of 128 slots
     CHECK_FALSE(heap.is_sparse(p, 0.0));
     void* large = heap.alloc(100000, false);
     CHECK_FALSE(heap.is_sparse(large, 1.0));  // a large object is never sparse
