@@ -162,6 +162,7 @@ void Collector::run_cycle(bool forced) {
 
     phase_.store(GcPhase::kMarkTermination, std::memory_order_relaxed);
     sweeper_.begin_cycle(begin_sweep_stopped());
+    if (gctrace_ >= 2) tally_marked_spans_stopped(heap_.arena_index(), frag_tally_);
     heap_.heap_live_.store(t.marked, std::memory_order_relaxed);
     {
         MemStats now;
@@ -283,6 +284,7 @@ void Collector::print_gctrace(const CycleTimes& t, bool forced) {
         t.live_before >> 20, t.marked >> 20, t.goal == Pacer::kNoGoal ? 0 : t.goal >> 20, t.stacks >> 20,
         t.globals >> 20, procs, forced ? " (forced)" : "");
     std::fputs(line.c_str(), stderr);
+    if (gctrace_ >= 2) std::fputs(fragmentation_trace_line(make_report(frag_tally_, MemStats{})).c_str(), stderr);
 }
 
 }  // namespace gcheap::detail

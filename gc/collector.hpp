@@ -13,7 +13,9 @@
 //                      of finalizable objects; drain (marker.hpp); resurrect
 //                      unreachable finalizable objects and drain again
 //   kMarkTermination   every span becomes unswept; heap_live := marked bytes;
-//                      the pacer sets the next goal; record the pause; restart
+//                      the pacer sets the next goal; with gctrace=2, tally
+//                      the marked objects per span (fragmentation.hpp);
+//                      record the pause; restart
 //   kSweep             queue finalizers; collect() sweeps everything before
 //                      returning, automatic cycles leave it to allocation and
 //                      the background sweeper
@@ -31,6 +33,7 @@
 #include "gc/roots.hpp"
 #include "gc/sweeper.hpp"
 #include "gc/threads.hpp"
+#include "runtime/fragmentation.hpp"
 
 #include <gcheap/mem_stats.hpp>
 #include <gcheap/options.hpp>
@@ -128,6 +131,8 @@ private:
     std::array<std::uint64_t, 256> pause_ns_{};
     std::array<std::uint64_t, 256> pause_end_{};
     std::uint64_t gc_cpu_ns_ = 0;
+
+    FragTally frag_tally_;  // gctrace=2: what this cycle's sweep will leave; guarded by cycle_mu_
 
     void (*after_mark_hook_)(Heap&, void*) = nullptr;
     void* after_mark_arg_ = nullptr;

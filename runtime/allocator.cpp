@@ -154,6 +154,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
                 span->alloc_cache = 0;
                 span->alloc_count.store(1, std::memory_order_relaxed);
                 span->home = SpanHome::kLarge;
+                span->requested_size = size;
                 large_spans_.push_front(span);
                 large_alloc_bytes_ += span->elem_size;
                 ++large_alloc_count_;

@@ -3,6 +3,7 @@
 
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
+#include "runtime/heap_map.hpp"
 #include "runtime/scavenger.hpp"
 
 namespace gcheap {
@@ -67,6 +68,16 @@ std::string set_debug_modes(std::string_view modes) {
     const std::string previous = heap.debug().get().to_string();
     heap.set_debug(next);
     return previous;
+}
+
+FragmentationReport fragmentation_report() { return detail::default_heap().fragmentation_report(); }
+
+void write_heap_map(const char* path) { detail::write_heap_map(detail::default_heap(), path); }
+
+bool is_sparse(const void* object, double threshold) { return detail::default_heap().is_sparse(object, threshold); }
+
+void* detail::relocate_object(const void* object, std::size_t type_size) {
+    return detail::default_heap().relocate(object, type_size);
 }
 
 }  // namespace gcheap

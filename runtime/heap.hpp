@@ -26,6 +26,7 @@
 #include "runtime/sync.hpp"
 #include "runtime/thread_cache.hpp"
 
+#include <gcheap/fragmentation.hpp>
 #include <gcheap/mem_stats.hpp>
 #include <gcheap/options.hpp>
 
@@ -63,6 +64,19 @@ struct SlowCounts {
     std::array<std::uint64_t, kNumSizeClasses> live_by_class{};  // allocated slots per size class
 };
 
+/// What relocation needs to know about an object (relocation.cpp).
+struct ObjectInfo {
+    std::uintptr_t base = 0;       // start of the slot (of the tiny block, for a tiny object)
+    std::size_t size = 0;          // slot size, or npages * kPageSize for a large object
+    std::size_t requested = 0;     // large objects: the bytes asked for
+    std::uint8_t size_class = 0;   // 0 for large objects
+    bool noscan = false;
+    std::uint32_t span_live = 0;   // allocated slots of the span, as of the last sweep
+    std::uint32_t span_slots = 0;
+};
+
+class CachedSpanCounts;
+struct HeapMapSnapshot;
 class Collector;
 class Scavenger;
 
@@ -94,6 +108,19 @@ public:
     /// The allocated object containing `addr` (interior pointers included);
     /// false for addresses outside the heap, in free pages or in free slots.
     bool find_object(std::uintptr_t addr, ObjectRef& out) const;
+
+    /// Per size class occupancy and waste, with the MemStats read under the
+    /// same lock, so that HeapInuse - HeapAlloc == wasted bytes (fragmentation.cpp).
+    FragmentationReport fragmentation_report();
+    /// Every committed page by state, with the MemStats read under the same lock (heap_map.cpp).
+    HeapMapSnapshot heap_map_snapshot();
+    /// The object containing `addr` and its span's occupancy; lock-free, for
+    /// a pointer the caller holds (relocation.cpp). False outside the heap.
+    bool object_info(const void* addr, ObjectInfo& out) const;
+    /// A copy of `object` in a fresh slot of the same span class (relocation.cpp).
+    void* relocate(const void* object, std::size_t type_size);
+    /// gcheap::is_sparse on this heap (relocation.cpp).
+    bool is_sparse(const void* object, double threshold) const;
 
     /// In use, free (resident), released, or outside this heap's committed memory.
     PageState page_state(std::uintptr_t addr);
@@ -150,8 +177,9 @@ private:
     void flush_cache_locked(ThreadCache* cache);
     void flush_all_caches_stopped();
     void detach_threads();
-    /// MemStats from the counters; the caller has closed the gate.
-    void compute_stats_locked(MemStats& stats);
+    /// MemStats from the counters; the caller has closed the gate. With
+    /// `cached`, also records each cached span's count as read.
+    void compute_stats_locked(MemStats& stats, CachedSpanCounts* cached = nullptr);
     SlowCounts count_slow_locked() const;
     const char* verify_locked();
 

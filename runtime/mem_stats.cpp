@@ -14,9 +14,13 @@
 // already cached can proceed. Each cached span's count is read once, so every
 // figure below is derived from the same values and Go's identities hold
 // exactly; every allocation that happens-before the call is included.
+// Readers that derive more figures under the same lock (the fragmentation
+// report, heap maps) get those reads back (CachedSpanCounts) rather than
+// reading the counts again.
 #include "runtime/heap.hpp"
 
 #include "gc/collector.hpp"
+#include "runtime/fragmentation.hpp"
 
 namespace gcheap::detail {
 
@@ -28,7 +32,7 @@ MemStats Heap::read_mem_stats() {
     return s;
 }
 
-void Heap::compute_stats_locked(MemStats& s) {
+void Heap::compute_stats_locked(MemStats& s, CachedSpanCounts* cached) {
     std::array<std::uint64_t, kNumSizeClasses> small_allocs{};
     std::array<std::uint64_t, kNumSizeClasses> small_frees{};
     std::uint64_t tiny_allocs = 0;
@@ -42,8 +46,9 @@ void Heap::compute_stats_locked(MemStats& s) {
         for (const ThreadCache* c = caches_; c != nullptr; c = c->registry_next) {
             for (const Span* span : c->spans) {
                 if (span == &empty_span_) continue;
-                small_allocs[span->size_class] +=
-                    span->alloc_count.load(std::memory_order_relaxed) - span->alloc_count_at_cache;
+                const std::uint32_t count = span->alloc_count.load(std::memory_order_relaxed);
+                if (cached != nullptr) cached->record(span, count);
+                small_allocs[span->size_class] += count - span->alloc_count_at_cache;
             }
             tiny_allocs += c->tiny_allocs.load(std::memory_order_relaxed);
         }

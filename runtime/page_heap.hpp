@@ -117,6 +117,12 @@ public:
         return addr < it->first + it->second * kPageSize;
     }
 
+    /// Visits every free run (base, pages) in address order (heap maps).
+    template <class F>
+    void for_each_free_run_locked(F&& f) const {
+        for (const auto& [base, npages] : free_by_addr_) f(base, npages);
+    }
+
     /// Checks P1-P4 and A2/A3; returns nullptr or a description of the first violation.
     const char* verify_locked() const;
 

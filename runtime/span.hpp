@@ -45,6 +45,7 @@ struct Span {
     std::uintptr_t base = 0;
     std::size_t npages = 0;
     std::size_t elem_size = 0;  // size-class size, or npages * kPageSize for large objects
+    std::size_t requested_size = 0;  // large objects: the bytes asked for (fragmentation reports)
     std::uint32_t nelems = 0;
     std::uint32_t div_magic = 0;
     std::uint8_t size_class = 0;

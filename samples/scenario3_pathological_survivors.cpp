@@ -8,7 +8,7 @@
 // objects allocated next belong to another size class and need 16 MiB of
 // new pages while 16 MiB of 16-byte slots stand empty.
 //
-// Usage: scenario3_pathological_survivors [--check] [--csv FILE]
+// Usage: scenario3_pathological_survivors [--check] [--csv FILE] [--heap-maps PREFIX]
 #include "common/scenario.hpp"
 
 using namespace scenario;
@@ -56,11 +56,13 @@ int main(int argc, char** argv) {
     //     maxFragmentation shows it: 16 MiB of in-use pages hold 32 KiB.
     keep_every_512th();
     table.point("(3) every 512th kept", {16.41, 16.19}, measure());
+    write_map(options, "every-512th-kept");
 
     // (4) 2^19 objects of 32 bytes (16 MiB + a 4 MiB array) cannot use the
     //     free 16-byte slots: the heap grows by 20 MiB.
     allocate_larger_objects();
     table.point("(4) 2^19 32-byte objects", {36.39, 16.17}, measure());
+    write_map(options, "32-byte-objects");
 
     use(story.survivors, story.more);
     const int failures = table.print();

@@ -5,8 +5,10 @@
 // first use and lives until the process exits. They are thread-safe.
 #pragma once
 
+#include <gcheap/fragmentation.hpp>
 #include <gcheap/mem_stats.hpp>
 #include <gcheap/options.hpp>
+#include <gcheap/relocation.hpp>
 
 #include <cstddef>
 #include <cstdint>

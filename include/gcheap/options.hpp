@@ -49,7 +49,9 @@ struct HeapOptions {
     /// GOMEMLIMIT: soft limit in bytes on Sys - HeapReleased; collect more
     /// often as it nears. The maximum value means no limit.
     std::int64_t memory_limit = std::numeric_limits<std::int64_t>::max();
-    /// GODEBUG=gctrace: 1 prints one line per cycle to stderr in Go's format.
+    /// GODEBUG=gctrace: 1 prints one line per cycle to stderr in Go's format;
+    /// 2 adds a line summarising the fragmentation the cycle leaves behind
+    /// (docs/fragmentation.md).
     int gctrace = 0;
     /// Threads that mark (the collecting thread included); 0 means one per
     /// online CPU, 1 marks on the collecting thread alone (for debugging).

@@ -231,12 +231,15 @@ inline bool within(double ours, double go) { return std::fabs(round2(ours) - rou
 ///   --check       exit 1 unless the figures pass the scenario's check
 ///   --csv FILE    also write the numbers to FILE
 ///   --scale X     multiply the scenario's sizes by X (0 < X <= 1; scenarios 6, 7)
+///   --heap-maps PREFIX  write heap maps PREFIX<name>.svg where the scenario
+///                 draws them (write_map(); docs/fragmentation.md)
 /// plus the scenario's own `--NAME VALUE` options (`extra`), left in `rest`;
 /// anything else is an error (exit status 2).
 struct Options {
     bool check = false;
     std::string csv;
     double scale = 1.0;
+    std::string heap_maps;
     std::vector<std::string> rest;
     std::string program;
 };
@@ -257,6 +260,8 @@ inline Options parse_options(int argc, char** argv, std::initializer_list<std::s
             o.check = true;
         } else if (a == "--csv") {
             o.csv = value();
+        } else if (a == "--heap-maps") {
+            o.heap_maps = value();
         } else if (a == "--scale") {
             const std::string v = value();
             o.scale = std::strtod(v.c_str(), nullptr);
@@ -265,7 +270,7 @@ inline Options parse_options(int argc, char** argv, std::initializer_list<std::s
                 std::exit(2);
             }
         } else if (a == "-h" || a == "--help") {
-            fmt::print("usage: {} [--check] [--csv FILE] [--scale X]\n", o.program);
+            fmt::print("usage: {} [--check] [--csv FILE] [--scale X] [--heap-maps PREFIX]\n", o.program);
             std::exit(0);
         } else if (std::find(extra.begin(), extra.end(), a) != extra.end()) {
             o.rest.emplace_back(a);
@@ -276,6 +281,16 @@ inline Options parse_options(int argc, char** argv, std::initializer_list<std::s
         }
     }
     return o;
+}
+
+/// With --heap-maps PREFIX, draws the heap as it is now into PREFIX<name>.svg
+/// (gcheap::write_heap_map); otherwise nothing. Call it right after measure(),
+/// so that the map shows the heap the figures describe.
+inline void write_map(const Options& o, std::string_view name) {
+    if (o.heap_maps.empty()) return;
+    const std::string path = fmt::format("{}{}.svg", o.heap_maps, name);
+    gcheap::write_heap_map(path.c_str());
+    fmt::print(stderr, "{}: wrote {}\n", o.program, path);
 }
 
 /// Scenario-specific option `--name VALUE` from Options::rest, or nullopt.

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <regex>
 #include <string>
+#include <vector>
 
 using namespace gcheap::detail;
 
@@ -126,4 +127,57 @@ TEST_CASE("gctrace: one line per cycle in Go's format", "[options][gctrace]") {
         rest = m.suffix();
     }
     CHECK(lines == 2);
+}
+
+namespace {
+
+// One survivor per span of the 16-byte class, kept in `roots`.
+[[gnu::noinline]] void make_sparse_spans(Heap& heap, std::vector<void*>& roots, std::size_t spans) {
+    for (std::size_t i = 0; i < spans * 512; ++i) {
+        void* p = heap.alloc(16, false);
+        if (i % 512 == 0) roots.push_back(p);
+    }
+}
+
+double to_double(const std::ssub_match& m) { return std::stod(m.str()); }
+
+}  // namespace
+
+TEST_CASE("gctrace=2: a frag line after Go's line, with what the sweep leaves", "[options][gctrace][frag]") {
+    gcheap::HeapOptions o = gcheap::test::manual_gc();
+    o.gctrace = 2;
+    Heap heap(o);
+    std::vector<void*> roots;
+    roots.reserve(64);
+    heap.collector().roots().add(roots.data(), roots.data() + 64);
+    make_sparse_spans(heap, roots, 64);
+    heap.alloc(100000, false);  // garbage
+    const std::string text = capture_stderr([&] {
+        gcheap::test::clear_stack();
+        heap.collector().collect();
+    });
+    const gcheap::FragmentationReport report = heap.fragmentation_report();  // collect() swept everything
+    INFO(text);
+    INFO(gcheap::to_text(report));
+    // frag: inuse 0.5 MB, alloc 0.0 MB, waste 0.5 MB (99%), worst: class 2 (16 B) 0.5 MB in 64 spans (0.2% full); large 0 objects 0.0 MB
+    const std::regex line(
+        R"(\(forced\)\nfrag: inuse ([\d.]+) MB, alloc ([\d.]+) MB, waste ([\d.]+) MB \((\d+)%\), worst: )"
+        R"(class (\d+) \((\d+) B\) ([\d.]+) MB in (\d+) spans \(([\d.]+)% full\).*; large (\d+) objects ([\d.]+) MB\n)");
+    std::smatch m;
+    REQUIRE(std::regex_search(text, m, line));
+    constexpr double kMB = 1 << 20;
+    const gcheap::MemStats& s = report.stats;
+    CHECK(to_double(m[1]) == Approx(static_cast<double>(s.HeapInuse) / kMB).margin(0.051));
+    CHECK(to_double(m[2]) == Approx(static_cast<double>(s.HeapAlloc) / kMB).margin(0.051));
+    CHECK(to_double(m[3]) == Approx(static_cast<double>(s.HeapInuse - s.HeapAlloc) / kMB).margin(0.051));
+    REQUIRE_FALSE(report.classes.empty());
+    const gcheap::SizeClassFragmentation* worst = &report.classes[0];
+    for (const gcheap::SizeClassFragmentation& c : report.classes)
+        if (c.wasted_bytes > worst->wasted_bytes) worst = &c;
+    CHECK(std::stoul(m[5].str()) == 2);
+    CHECK(worst->size_class == 2);
+    CHECK(std::stoul(m[6].str()) == 16);
+    CHECK(std::stoull(m[8].str()) == worst->spans);
+    CHECK(std::stoull(m[10].str()) == report.large.objects);
+    CHECK(worst->spans >= 64);
 }

@@ -11,7 +11,9 @@ int main() {
     std::printf("block=%p seven=%d HeapAlloc=%llu Mallocs=%llu\n", block, *seven,
                 static_cast<unsigned long long>(stats.HeapAlloc),
                 static_cast<unsigned long long>(stats.Mallocs));
-    if (block == nullptr || *seven != 7 || stats.HeapAlloc == 0 || stats.Mallocs < 2) {
+    const gcheap::FragmentationReport report = gcheap::fragmentation_report();
+    const bool reconciled = report.stats.HeapInuse - report.stats.HeapAlloc == report.wasted_bytes;
+    if (block == nullptr || *seven != 7 || stats.HeapAlloc == 0 || stats.Mallocs < 2 || !reconciled) {
         std::fprintf(stderr, "consumer: unexpected result\n");
         return 1;
     }
