@@ -4,7 +4,9 @@
 //
 // A child test is a TEST_CASE tagged "[.child]" (hidden: CTest discovery and
 // plain runs skip it) that starts with GCHEAP_CHILD_ONLY(), so that it does
-// nothing unless run_child_test() started it.
+// nothing unless run_child_test() started it. In the child, SIGABRT gets its
+// default action back: Catch's handler for it is not async-signal-safe
+// (ThreadSanitizer reports it), and the parent wants to see the abort itself.
 #pragma once
 
 #include <spawn.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -34,6 +37,7 @@ inline constexpr const char* kChildEnv = "GCHEAP_TEST_CHILD";
     do {                                                      \
         if (std::getenv(::gcheap::test::kChildEnv) == nullptr) \
             return;                                           \
+        std::signal(SIGABRT, SIG_DFL);                        \
     } while (false)
 
 /// Runs the test case `name` of /proc/self/exe with `extra_env` ("NAME=value"
