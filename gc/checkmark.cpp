@@ -52,6 +52,7 @@ bool CheckMarker::begin() {
         return false;
     }
     set_mask_ = slots - 1;
+    set_shift_ = 64 - static_cast<unsigned>(std::countr_zero(slots));
     stack_size_ = 0;
     reached_ = 0;
     active_ = true;
@@ -69,8 +70,9 @@ void CheckMarker::release() {
 }
 
 bool CheckMarker::insert(std::uintptr_t base) {
-    // Fibonacci hashing spreads the low zero bits of aligned addresses.
-    std::size_t i = static_cast<std::size_t>((base * 0x9e3779b97f4a7c15ULL) >> 20) & set_mask_;
+    // Fibonacci hashing: the top bits of the product mix every bit of the
+    // address, including the zero low bits of aligned objects.
+    std::size_t i = static_cast<std::size_t>((base * 0x9e3779b97f4a7c15ULL) >> set_shift_);
     while (set_[i] != 0) {
         if (set_[i] == base) return false;
         i = (i + 1) & set_mask_;
@@ -109,7 +111,11 @@ void CheckMarker::scan_own_stack() {
 void CheckMarker::visit(std::uintptr_t candidate, std::uintptr_t slot, Referrer referrer) {
     ObjectRef ref;
     if (!heap_.find_object(candidate, ref) || !insert(ref.base)) return;
-    ++reached_;
+    if (++reached_ >= stack_capacity_) {
+        // More objects reachable than allocated: the counts themselves are corrupt.
+        debug_fatal("gcheap: checkmark: more objects are reachable than the spans count as allocated\n"
+                    "gcheap:   the heap's allocation counts are corrupt (run with GCHEAP_DEBUG=verify)\n");
+    }
     if (!primary_.is_marked(ref.base)) report(ref.base, slot, referrer);
     if (!ref.span->noscan) stack_[stack_size_++] = ref.base;
 }
@@ -152,44 +158,56 @@ void CheckMarker::finish() {
     release();
 }
 
+namespace {
+
+// Appends to a fixed buffer: fmt::format_to_n allocates nothing, and the
+// world is stopped.
+class ReportBuffer {
+public:
+    template <class... Args>
+    void add(fmt::format_string<Args...> format, Args&&... args) {
+        end_ = fmt::format_to_n(end_, static_cast<std::size_t>(text_ + sizeof text_ - 1 - end_), format,
+                                std::forward<Args>(args)...)
+                   .out;
+    }
+    const char* c_str() {
+        *end_ = '\0';
+        return text_;
+    }
+
+private:
+    char text_[1024];
+    char* end_ = text_;
+};
+
+}  // namespace
+
 void CheckMarker::report(std::uintptr_t object, std::uintptr_t slot, Referrer referrer) {
-    // fmt::format_to_n into a fixed buffer: no allocation with the world stopped.
-    char buffer[1024];
+    ReportBuffer out;
     const Span* span = heap_.arena_index().span_of(object);
-    auto out = fmt::format_to_n(buffer, sizeof buffer - 1,
-                                "gcheap: checkmark: object {:#x} is reachable but the collector did not mark it\n"
-                                "gcheap:   object: size class {}, {} bytes, {} span [{:#x}, {:#x})\n",
-                                object, span->size_class, span->elem_size, span->noscan ? "noscan" : "scan",
-                                span->base, span->end());
+    out.add("gcheap: checkmark: object {:#x} is reachable but the collector did not mark it\n"
+            "gcheap:   object: size class {}, {} bytes, {} span [{:#x}, {:#x})\n",
+            object, span->size_class, span->elem_size, span->noscan ? "noscan" : "scan", span->base, span->end());
     ObjectRef parent;
     switch (referrer) {
         case Referrer::kRootRange:
-            out = fmt::format_to_n(out.out, buffer + sizeof buffer - 1 - out.out,
-                                   "gcheap:   referenced by the word at {:#x} in a registered root range\n", slot);
+            out.add("gcheap:   referenced by the word at {:#x} in a registered root range\n", slot);
             break;
         case Referrer::kStack:
-            out = fmt::format_to_n(out.out, buffer + sizeof buffer - 1 - out.out,
-                                   "gcheap:   referenced by the word at {:#x} on a thread's stack or registers\n",
-                                   slot);
+            out.add("gcheap:   referenced by the word at {:#x} on a thread's stack or registers\n", slot);
             break;
         case Referrer::kFinalizer:
-            out = fmt::format_to_n(out.out, buffer + sizeof buffer - 1 - out.out,
-                                   "gcheap:   referenced by the finalizer queue\n");
+            out.add("gcheap:   referenced by the finalizer queue\n");
             break;
         case Referrer::kObject:
             if (heap_.find_object(slot, parent)) {
-                out = fmt::format_to_n(out.out, buffer + sizeof buffer - 1 - out.out,
-                                       "gcheap:   referenced by the word at {:#x}, offset {} of object {:#x} (size "
-                                       "class {}, {} bytes)\n",
-                                       slot, slot - parent.base, parent.base, parent.span->size_class,
-                                       parent.span->elem_size);
+                out.add("gcheap:   referenced by the word at {:#x}, offset {} of object {:#x} (size class {}, {} bytes)\n",
+                        slot, slot - parent.base, parent.base, parent.span->size_class, parent.span->elem_size);
             }
             break;
     }
-    out = fmt::format_to_n(out.out, buffer + sizeof buffer - 1 - out.out,
-                           "gcheap:   this is a collector bug (or heap corruption): please report it with this text\n");
-    *out.out = '\0';
-    debug_fatal(buffer);
+    out.add("gcheap:   this is a collector bug (or heap corruption): please report it with this text\n");
+    debug_fatal(out.c_str());
 }
 
 }  // namespace gcheap::detail

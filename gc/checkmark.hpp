@@ -72,6 +72,7 @@ private:
     bool active_ = false;
     std::uintptr_t* set_ = nullptr;  // object bases; 0 = empty slot
     std::size_t set_mask_ = 0;
+    unsigned set_shift_ = 64;
     std::size_t set_bytes_ = 0;
     std::uintptr_t* stack_ = nullptr;  // object bases waiting to be scanned
     std::size_t stack_size_ = 0;

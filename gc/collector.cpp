@@ -209,7 +209,11 @@ void Collector::mark_roots_stopped(M& marker, CycleTimes* t, CheckMarker* check)
 }
 
 void Collector::verify_after_sweep() {
-    if (!heap_.debug().verify()) return;
+    // Once per completed sweep: collect() and the next cycle's start both
+    // call this, and the second must not stop the world again for nothing.
+    const std::uint64_t sweeps = sweeper_.sweeps_completed();
+    if (!heap_.debug().verify() || sweeps == verified_sweeps_) return;
+    verified_sweeps_ = sweeps;
     char report[1024];
     bool ok = false;
     {

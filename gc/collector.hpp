@@ -119,6 +119,7 @@ private:
     Finalizers finalizers_;
 
     std::mutex cycle_mu_;
+    std::uint64_t verified_sweeps_ = 0;  // guarded by cycle_mu_
     std::atomic<GcPhase> phase_{GcPhase::kIdle};
     std::atomic<std::uint32_t> num_gc_{0};
     std::atomic<std::uint64_t> last_heap_inuse_{0};  // at the last mark termination

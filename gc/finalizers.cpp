@@ -20,12 +20,15 @@ Finalizers::Finalizers(Heap& heap) : heap_(heap) {}
 Finalizers::~Finalizers() { stop(); }
 
 void Finalizers::stop() {
+    std::thread thread;
     {
         MutatorLock<> lock(mu_);
         stopping_ = true;
+        thread = std::move(thread_);
     }
     cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    // A finalizer must not destroy its own heap: it would join itself here.
+    if (thread.joinable()) thread.join();
 }
 
 void Finalizers::set(void* object, FinalizerFn fn) {
@@ -49,6 +52,7 @@ void Finalizers::set(void* object, FinalizerFn fn) {
         return;
     }
     if (table_.count(addr) != 0) throw std::invalid_argument("gcheap::set_finalizer: finalizer already set");
+    if (stopping_) throw std::logic_error("gcheap::set_finalizer: the heap is being destroyed");
     if (!thread_.joinable()) {
         if (const int error = heap_.os_memory().start_thread(thread_, [this] { thread_main(); })) {
             throw std::system_error(error, std::generic_category(),
@@ -138,8 +142,20 @@ void Finalizers::thread_main() {
             if (stopping_) return;
         }
         // Registered before it takes an object off the queue (a root), so
-        // that the object is never out of the collector's sight.
-        heap_.register_current_thread();
+        // that the object is never out of the collector's sight. Registering
+        // needs a thread cache; if there is no memory for one, the queue
+        // waits (its objects stay roots) and the thread tries again later.
+        try {
+            heap_.register_current_thread();
+        } catch (const std::bad_alloc&) {
+            if (!registration_failure_reported_) {
+                std::fputs("gcheap: the finalizer thread cannot register (out of memory); finalizers wait\n", stderr);
+                registration_failure_reported_ = true;
+            }
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait_for(lock, std::chrono::milliseconds(10), [&] { return stopping_; });
+            continue;
+        }
         while (run_next()) scrub_stack();
         // (A finalizer may have unregistered the thread itself: a misuse, tolerated.)
         if (heap_.is_current_thread_registered()) heap_.unregister_current_thread();

@@ -84,6 +84,7 @@ private:
     std::deque<Pending> queue_;   // waiting for the finalizer thread
     bool running_one_ = false;
     bool stopping_ = false;
+    bool registration_failure_reported_ = false;  // finalizer thread only
     std::uint64_t run_count_ = 0;
     std::thread thread_;
 };

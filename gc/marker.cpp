@@ -1,6 +1,7 @@
 // Conservative parallel marking; see marker.hpp.
 #include "gc/marker.hpp"
 
+#include "runtime/clock.hpp"
 #include "runtime/heap.hpp"
 #include "runtime/sanitizers.hpp"
 
@@ -15,7 +16,7 @@ namespace {
 constexpr std::size_t kScanChunk = 64 * 1024;     // bytes of one large object scanned per work item
 constexpr std::size_t kShareThreshold = 64;       // keep at least this many items before sharing
 constexpr std::size_t kTransferBatch = 256;       // items moved to or from the pool at once
-constexpr int kIdleSpins = 4000;                  // polls of the pool (~20 us) before an idle worker sleeps
+constexpr std::uint64_t kIdleSpinNs = 20000;      // an idle worker polls the pool this long before it sleeps
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -217,10 +218,12 @@ void Marker::work(Worker& worker) {
             // Spin briefly first: work usually arrives within microseconds,
             // and a futex sleep and wake-up costs tens of them.
             lock.unlock();
-            for (int i = 0; i < kIdleSpins && pool_items_.load(std::memory_order_relaxed) == 0 &&
-                            !done_flag_.load(std::memory_order_relaxed);
+            const std::uint64_t spin_until = monotonic_ns() + kIdleSpinNs;
+            for (unsigned i = 1; pool_items_.load(std::memory_order_relaxed) == 0 &&
+                                 !done_flag_.load(std::memory_order_relaxed);
                  ++i) {
                 cpu_relax();
+                if (i % 64 == 0 && monotonic_ns() >= spin_until) break;  // PAUSE costs 10-150 cycles
             }
             lock.lock();
             pool_cv_.wait(lock, [&] { return done_ || !pool_.empty(); });

@@ -118,8 +118,11 @@ private:
     std::uint64_t round_ = 0;  // bumped to start helpers on a drain
     bool stopping_ = false;
     std::atomic<unsigned> waiting_{0};  // idle workers hoping for shared work
-    std::atomic<std::size_t> pool_items_{0};  // pool_.size(), readable without the lock
-    std::atomic<bool> done_flag_{false};       // done_, readable without the lock
+    // Copies of pool_.size() and done_ for the lock-free checks of busy and
+    // spinning workers. Both are hints: a stale value costs one extra share
+    // or a few more spins, and every decision is re-checked under pool_mu_.
+    std::atomic<std::size_t> pool_items_{0};
+    std::atomic<bool> done_flag_{false};
     std::vector<std::thread> helpers_;
 };
 

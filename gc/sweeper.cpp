@@ -43,7 +43,7 @@ Sweeper::~Sweeper() {
 Sweeper::Result Sweeper::sweep_span(Span* span) {
     Result result;
     spans_swept_.fetch_add(1, std::memory_order_relaxed);
-    unswept_.fetch_sub(1, std::memory_order_acq_rel);
+    if (unswept_.fetch_sub(1, std::memory_order_acq_rel) == 1) sweeps_completed_.fetch_add(1, std::memory_order_relaxed);
     if (span->is_large()) {
         if ((span->mark_bits()[0] & 1) != 0) {
             span->mark_bits()[0] = 0;

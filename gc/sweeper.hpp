@@ -41,7 +41,12 @@ public:
     Sweeper& operator=(const Sweeper&) = delete;
 
     /// The collector has just made `spans` spans unswept (world stopped).
-    void begin_cycle(std::size_t spans) { unswept_.store(spans, std::memory_order_release); }
+    void begin_cycle(std::size_t spans) {
+        unswept_.store(spans, std::memory_order_release);
+        if (spans == 0) sweeps_completed_.fetch_add(1, std::memory_order_relaxed);
+    }
+    /// Cycles whose every span has been swept (GCHEAP_DEBUG=verify checks each once).
+    std::uint64_t sweeps_completed() const { return sweeps_completed_.load(std::memory_order_relaxed); }
     bool pending() const { return unswept_.load(std::memory_order_acquire) != 0; }
 
     /// Gate held: sweeps unswept spans of class `spc` until one has a free
@@ -56,7 +61,7 @@ public:
     void wake_background();
 
     /// Whether the background thread has started.
-    bool background_started() {
+    bool thread_started() const {
         std::lock_guard<std::mutex> lock(bg_mu_);
         return background_.joinable();
     }
@@ -76,9 +81,10 @@ private:
     std::atomic<std::size_t> unswept_{0};
     std::atomic<std::size_t> next_class_{0};
     std::atomic<std::uint64_t> spans_swept_{0};
+    std::atomic<std::uint64_t> sweeps_completed_{0};
 
     const bool background_enabled_;
-    std::mutex bg_mu_;
+    mutable std::mutex bg_mu_;
     std::condition_variable bg_cv_;
     bool bg_work_ = false;
     bool bg_stop_ = false;

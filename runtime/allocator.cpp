@@ -180,8 +180,7 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
         throw std::invalid_argument("gcheap: alignment must be a power of two");
     }
     if (alignment > kPageSize) throw std::bad_alloc();  // documented limit
-    const ThreadCacheSlot& slot = tls_cache_slot;
-    ThreadCache* cache = slot.heap_id == fast_id_.load(std::memory_order_relaxed) ? slot.cache : bound_cache_slow();
+    ThreadCache* cache = current_cache();
     if (size == 0) return alloc_zero_size();
     if (size <= kMaxSmallSize) {
         // Objects of a class whose size is a multiple of `alignment` are

@@ -27,9 +27,13 @@ inline void zero_slot(void* p, std::size_t size) {
     }
 }
 
-inline void* Heap::alloc(std::size_t size, bool noscan) {
+inline ThreadCache* Heap::current_cache() {
     const ThreadCacheSlot& slot = tls_cache_slot;
-    ThreadCache* cache = slot.heap_id == fast_id_.load(std::memory_order_relaxed) ? slot.cache : bound_cache_slow();
+    return slot.heap_id == fast_id_.load(std::memory_order_relaxed) ? slot.cache : bound_cache_slow();
+}
+
+inline void* Heap::alloc(std::size_t size, bool noscan) {
+    ThreadCache* cache = current_cache();
     if (size - 1 < kMaxSmallSize) {  // 1..32768; size 0 wraps around
         if (noscan && size < kTinySize) return alloc_tiny(cache, size);
         return alloc_small(cache, span_class(size_to_class(size), noscan));

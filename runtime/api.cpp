@@ -63,11 +63,8 @@ std::int64_t set_memory_limit(std::int64_t limit) {
 }
 
 std::string set_debug_modes(std::string_view modes) {
-    const DebugOptions next = DebugOptions::parse(modes);
-    detail::Heap& heap = detail::default_heap();
-    const std::string previous = heap.debug().get().to_string();
-    heap.set_debug(next);
-    return previous;
+    const DebugOptions next = DebugOptions::parse(modes);  // throws before anything changes
+    return detail::default_heap().set_debug(next).to_string();
 }
 
 FragmentationReport fragmentation_report() { return detail::default_heap().fragmentation_report(); }

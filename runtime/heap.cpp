@@ -84,9 +84,13 @@ CacheBinding* Heap::bind_current_thread(bool explicit_registration) {
     return binding;
 }
 
-void Heap::set_debug(const DebugOptions& options) {
+DebugOptions Heap::set_debug(const DebugOptions& options) {
+    // One writer at a time, so that fast_id_ always agrees with torture.
+    std::lock_guard<std::mutex> lock(debug_mu_);
+    const DebugOptions previous = debug_.get();
     debug_.set(options);
     fast_id_.store(options.torture != 0 ? kNoFastPath : id_, std::memory_order_relaxed);
+    return previous;
 }
 
 ThreadCache* Heap::bound_cache_slow() {

@@ -134,7 +134,8 @@ public:
 
     /// GCHEAP_DEBUG modes (debug.hpp); set_debug() may change them at any time.
     const DebugModes& debug() const { return debug_; }
-    void set_debug(const DebugOptions& options);
+    /// Returns the previous modes.
+    DebugOptions set_debug(const DebugOptions& options);
 
     Collector& collector() { return *collector_; }
     Scavenger& scavenger() { return *scavenger_; }
@@ -161,6 +162,9 @@ private:
     inline void* alloc_small(ThreadCache* cache, std::size_t spc);
     inline void* alloc_tiny(ThreadCache* cache, std::size_t size);
     ThreadCache* cache_for_current_thread();
+    /// This thread's cache for this heap: the TLS slot on the fast path,
+    /// bound_cache_slow() otherwise (allocator.hpp).
+    inline ThreadCache* current_cache();
     /// The fast path's fallback when the thread's slot does not hold this
     /// heap's cache under fast_id_: binds the thread, and counts the
     /// allocation for torture mode.
@@ -190,6 +194,7 @@ private:
     static constexpr std::uint64_t kNoFastPath = ~std::uint64_t{0};
     std::atomic<std::uint64_t> fast_id_;
     DebugModes debug_;
+    std::mutex debug_mu_;  // serialises set_debug()
     std::atomic<std::uint64_t> torture_allocs_{0};
     OsMemory os_;
     ArenaIndex arena_index_;

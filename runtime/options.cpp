@@ -149,8 +149,7 @@ HeapOptions HeapOptions::from_environment() {
     for (const Variable& v : kVariables) {
         if (const char* value = std::getenv(v.name)) v.apply(options, v.name, value);
     }
-    options.debug = DebugOptions::from_environment();
-    return options;
+    return options;  // GCHEAP_DEBUG: every Heap merges it itself (DebugOptions::from_environment)
 }
 
 }  // namespace gcheap

@@ -99,9 +99,11 @@ void OsMemory::prefault(void* addr, std::size_t size) {
     constexpr int MADV_POPULATE_WRITE = 23;  // older headers; the kernel decides
 #endif
     if (!prefault_supported_.load(std::memory_order_relaxed)) return;
+    const int saved_errno = errno;  // advisory: the caller's errno is not ours to change
     if (::madvise(addr, size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
         prefault_supported_.store(false, std::memory_order_relaxed);  // a kernel before 5.14
     }
+    errno = saved_errno;
 }
 
 void OsMemory::unmap(void* addr, std::size_t size) { ::munmap(addr, size); }

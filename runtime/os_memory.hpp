@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -70,6 +71,8 @@ public:
             return 0;
         } catch (const std::system_error& e) {
             return e.code().value() != 0 ? e.code().value() : EAGAIN;
+        } catch (const std::bad_alloc&) {
+            return ENOMEM;
         }
     }
     /// Writes "gcheap: cannot start the <role> thread: <error>; <consequence>" to stderr.

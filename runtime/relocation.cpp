@@ -24,10 +24,10 @@
 namespace gcheap::detail {
 
 bool Heap::object_info(const void* addr, ObjectInfo& out) const {
-    const auto a = reinterpret_cast<std::uintptr_t>(addr);
-    const Span* span = arena_index_.span_of(a);
-    if (span == nullptr || a >= span->limit()) return false;  // outside the heap, a free page or a span's tail
-    out.base = span->object_base(span->object_index(a));
+    ObjectRef ref;
+    if (!find_object(reinterpret_cast<std::uintptr_t>(addr), ref)) return false;  // not an allocated object
+    const Span* span = ref.span;
+    out.base = ref.base;
     out.size = span->elem_size;
     out.requested = span->is_large() ? span->requested_size : span->elem_size;
     out.size_class = span->size_class;
@@ -76,9 +76,7 @@ void* Heap::relocate(const void* object, std::size_t type_size) {
     } else {
         // The same span class, even where a plain alloc() of this size would
         // choose another (8-byte noscan objects go to the tiny allocator).
-        const ThreadCacheSlot& slot = tls_cache_slot;
-        ThreadCache* cache = slot.heap_id == id_ ? slot.cache : cache_for_current_thread();
-        copy = alloc_small(cache, span_class(info.size_class, info.noscan));
+        copy = alloc_small(current_cache(), span_class(info.size_class, info.noscan));
         bytes = info.size;
     }
     std::memcpy(copy, object, bytes);

@@ -66,8 +66,8 @@ struct HeapOptions {
 
     /// Options from GCHEAP_GOGC ("off" or a percentage), GCHEAP_MEMLIMIT
     /// (bytes with an optional B, KiB, MiB, GiB or TiB suffix), GCHEAP_GCTRACE,
-    /// GCHEAP_MARK_THREADS, GCHEAP_SCAVENGER (on or off) and GCHEAP_DEBUG (see
-    /// DebugOptions::parse). Unparsable values are reported on stderr and
+    /// GCHEAP_MARK_THREADS and GCHEAP_SCAVENGER (on or off); GCHEAP_DEBUG is read
+    /// by every heap itself (DebugOptions::from_environment). Unparsable values are reported on stderr and
     /// ignored, as Go ignores a malformed GOGC.
     static HeapOptions from_environment();
 };

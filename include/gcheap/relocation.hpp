@@ -25,9 +25,12 @@ bool is_sparse(const void* object, double threshold);
 /// Copies `*object` into a fresh allocation of the same size class and the
 /// same kind (scanned or noscan) and returns the copy. The whole slot is
 /// copied. The original is untouched: the caller replaces every pointer to
-/// it with the copy, and the original is freed once unreachable. Copies made
-/// one after another fill the same span, so relocating the survivors of
-/// sparse spans packs them together.
+/// it with the copy, and the original is freed once unreachable. Copies come
+/// from the thread's current span of the class, like any allocation: that
+/// span can itself be a sparse one taken from the partial list, so
+/// relocation packs survivors best when they are relocated in one batch
+/// (the Compactor does) and then collected; check the result with
+/// is_sparse() or the fragmentation report.
 ///
 /// `object` must point to the start of an object of the default heap, or to
 /// a pointer-free T smaller than 16 bytes inside a tiny block (which is

@@ -168,14 +168,14 @@ TEST_CASE("fault: without sweeper and scavenger threads automatic collection sti
     const gcheap::MemStats s = heap.read_mem_stats();
     CHECK(s.NumGC >= 3);
     CHECK(s.HeapInuse < (std::uint64_t{40} << 20));  // reused, not grown by 100 MiB
-    CHECK_FALSE(heap.collector().sweeper().background_started());
+    CHECK_FALSE(heap.collector().sweeper().thread_started());
     CHECK_FALSE(heap.scavenger().thread_started());
     check_healthy(heap, live);
     heap.os_memory().clear_faults_for_testing();
     [&heap] {
         for (int i = 0; i < 100000; ++i) heap.alloc(512, false);
     }();
-    CHECK(heap.collector().sweeper().background_started());  // started at the next cycle
+    CHECK(heap.collector().sweeper().thread_started());  // started at the next cycle
     CHECK(heap.scavenger().thread_started());
     check_healthy(heap, live);
 }
