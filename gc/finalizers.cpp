@@ -100,7 +100,7 @@ std::uint64_t Finalizers::finalizers_run() const {
 }
 
 void Finalizers::wait_idle() {
-    auto idle = [&] { return (queue_.empty() && !running_one_) || stopping_; };
+    auto idle = [&] { return (queue_.empty() && !busy_) || stopping_; };
     if constexpr (kPollingLocks) {
         // A registered caller must not block inside pthread_cond_wait under
         // ThreadSanitizer (sync.hpp): poll instead.
@@ -140,6 +140,7 @@ void Finalizers::thread_main() {
             std::unique_lock<std::mutex> lock(mu_);
             cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
             if (stopping_) return;
+            busy_ = true;
         }
         // Registered before it takes an object off the queue (a root), so
         // that the object is never out of the collector's sight. Registering
@@ -153,12 +154,20 @@ void Finalizers::thread_main() {
                 registration_failure_reported_ = true;
             }
             std::unique_lock<std::mutex> lock(mu_);
+            busy_ = false;
             cv_.wait_for(lock, std::chrono::milliseconds(10), [&] { return stopping_; });
             continue;
         }
         while (run_next()) scrub_stack();
         // (A finalizer may have unregistered the thread itself: a misuse, tolerated.)
         if (heap_.is_current_thread_registered()) heap_.unregister_current_thread();
+        // Idle only now that this stack is no root any more: a collection
+        // right after wait_idle() must not find a stale copy of an object here.
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            busy_ = false;
+        }
+        cv_.notify_all();
     }
 }
 
@@ -171,15 +180,12 @@ void Finalizers::thread_main() {
         if (stopping_ || queue_.empty()) return false;
         next = queue_.front();
         queue_.pop_front();
-        running_one_ = true;
     }
     next.fn(next.object);  // the object stays alive: `next` is on this stack
     {
         MutatorLock<> lock(mu_);
-        running_one_ = false;
         ++run_count_;
     }
-    cv_.notify_all();
     return true;
 }
 

@@ -82,7 +82,7 @@ private:
     std::unordered_map<std::uintptr_t, FinalizerFn> table_;
     std::deque<Pending> staged_;  // found unreachable, not yet handed over
     std::deque<Pending> queue_;   // waiting for the finalizer thread
-    bool running_one_ = false;
+    bool busy_ = false;  // the finalizer thread is registered and working through the queue
     bool stopping_ = false;
     bool registration_failure_reported_ = false;  // finalizer thread only
     std::uint64_t run_count_ = 0;
