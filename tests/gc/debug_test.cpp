@@ -3,6 +3,7 @@
 // child process (tests/support/child_process.hpp).
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
+#include "runtime/sanitizers.hpp"
 #include "tests/support/child_process.hpp"
 #include "tests/support/heap_fixture.hpp"
 
@@ -102,7 +103,7 @@ TEST_CASE("debug: clobberfree fills freed objects with 0xdeadbeef and allocation
     for (const Case& c : cases) {
         Heap heap(with_debug("clobberfree"));
         heap.alloc(16, false);
-        const std::vector<std::uintptr_t> addresses = allocate_hidden(heap, c.size > 32768 ? 8 : 2000, c.size, c.noscan);
+        const std::vector<std::uintptr_t> addresses = allocate_hidden(heap, c.size > 32768 ? 32 : 2000, c.size, c.noscan);
         collect(heap);
         std::size_t freed = 0;
         for (const std::uintptr_t a : addresses) {
@@ -112,12 +113,12 @@ TEST_CASE("debug: clobberfree fills freed objects with 0xdeadbeef and allocation
             INFO("size " << c.size << " object " << a);
             CHECK(all_words_are(a, c.size, kClobberPattern));
         }
-        CHECK(freed * 10 >= addresses.size() * 9);
+        CHECK(freed * 10 >= addresses.size() * 8);  // stale stack words (more under ASan) pin a few
         // Reuse hands out zeroed memory, not the pattern.
         for (int i = 0; i < 3000; ++i) {
             const auto p = reinterpret_cast<std::uintptr_t>(heap.alloc(c.size, c.noscan));
             if (!all_words_are(p, c.size, 0)) FAIL("reused object not zeroed, size " << c.size);
-            if (c.size > 32768 && i == 8) break;
+            if (c.size > 32768 && i == 32) break;
         }
         CHECK(heap.verify() == nullptr);
     }
@@ -264,7 +265,12 @@ TEST_CASE("debug: checkmark reports an unmarked reachable object and what refere
     unsigned long victim = 0;
     REQUIRE(std::sscanf(r.output.c_str() + p, "parent %lx victim %lx", &parent, &victim) == 2);
     CHECK_THAT(r.output, Catch::Contains(fmt::format("checkmark: object {:#x} is reachable but the collector did not mark it", victim)));
-    CHECK_THAT(r.output, Catch::Contains(fmt::format("offset 0 of object {:#x}", parent)));
+    // The referrer: the parent's first word. Under sanitizers a stale stack
+    // word (ASan's fake frames keep more of them) may reach the victim first.
+    const bool via_parent = r.output.find(fmt::format("offset 0 of object {:#x}", parent)) != std::string::npos;
+    const bool via_stack = r.output.find("on a thread's stack or registers") != std::string::npos;
+    if (kSanitizedAddressSpace) CHECK((via_parent || via_stack));
+    else CHECK(via_parent);
     CHECK_THAT(r.output, Catch::Contains("size class 2, 16 bytes, scan span"));
 }
 
