@@ -23,9 +23,10 @@
 //
 // Cost: allocation inside a scope costs exactly what it costs outside (each
 // thread has one cache per partition it has used; a scope swaps which one the
-// thread uses). Entering a scope is a few loads while the thread already has
-// a cache for the partition; the first scope of a thread on a partition
-// creates one (about 1 KiB). What a partition does cost is partly filled
+// thread uses). Entering a scope takes no lock while the thread already has a
+// cache for the partition (a walk of its few caches and one atomic
+// increment); the first scope of a thread on a partition creates one (about
+// 1 KiB). What a partition does cost is partly filled
 // spans: each partition has its own partly filled span per size class and
 // thread, so many small partitions waste more than they save.
 //
