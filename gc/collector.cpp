@@ -227,10 +227,10 @@ void Collector::verify_after_sweep() {
 
 std::size_t Collector::begin_sweep_stopped() {
     std::size_t spans = 0;
-    for (Central& central : heap_.centrals_) {
+    heap_.for_each_central([&](Central& central) {
         central.begin_sweep_locked();
         spans += central.unswept_locked().size();
-    }
+    });
     while (Span* span = heap_.large_spans_.pop_front()) {
         span->home = SpanHome::kUnswept;
         heap_.large_unswept_.push_front(span);

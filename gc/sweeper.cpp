@@ -78,9 +78,8 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
     return result;
 }
 
-Span* Sweeper::sweep_for_allocation(std::size_t spc) {
+Span* Sweeper::sweep_for_allocation(Central& central) {
     if (!pending()) return nullptr;
-    Central& central = heap_.centrals_[spc];
     if (central.unswept_hint() == 0) return nullptr;
     for (int tries = 0; tries < 100; ++tries) {
         Span* span = central.pop_unswept();
@@ -99,16 +98,17 @@ Span* Sweeper::sweep_for_allocation(std::size_t spc) {
 }
 
 bool Sweeper::sweep_one(std::size_t& released_pages) {
-    // Round robin over the classes, from where the last call stopped; one
-    // shared write per span swept, not per class probed.
+    // Round robin over every partition's classes, from where the last call
+    // stopped; one shared write per span swept, not per class probed.
+    const std::size_t lists = heap_.partition_slots() * kNumSpanClasses;
     const std::size_t start = next_class_.load(std::memory_order_relaxed);
-    for (std::size_t k = 0; k < kNumSpanClasses; ++k) {
-        const std::size_t spc = (start + k) % kNumSpanClasses;
-        Central& central = heap_.centrals_[spc];
+    for (std::size_t k = 0; k < lists; ++k) {
+        const std::size_t list = (start + k) % lists;
+        Central& central = heap_.partition_at(list / kNumSpanClasses).centrals[list % kNumSpanClasses];
         if (central.unswept_hint() == 0) continue;  // skip empty classes without their lock
         Span* span = central.pop_unswept();
         if (span == nullptr) continue;
-        next_class_.store(spc + 1, std::memory_order_relaxed);
+        next_class_.store(list + 1, std::memory_order_relaxed);
         const Result r = sweep_span(span);
         if (r.released_pages != 0) central.add_frees(r.freed_objects);
         else central.push_swept(span, r.freed_objects);

@@ -30,6 +30,7 @@
 
 namespace gcheap::detail {
 
+class Central;
 class Heap;
 struct Span;
 
@@ -49,9 +50,10 @@ public:
     std::uint64_t sweeps_completed() const { return sweeps_completed_.load(std::memory_order_relaxed); }
     bool pending() const { return unswept_.load(std::memory_order_acquire) != 0; }
 
-    /// Gate held: sweeps unswept spans of class `spc` until one has a free
-    /// slot (at most 100, as Go's cacheSpan), returned unfiled; else nullptr.
-    struct Span* sweep_for_allocation(std::size_t spc);
+    /// Gate held: sweeps unswept spans of `central` (one partition's class)
+    /// until one has a free slot (at most 100, as Go's cacheSpan), returned
+    /// unfiled; else nullptr.
+    struct Span* sweep_for_allocation(Central& central);
     /// Gate held: sweeps spans until `npages` pages have returned to the page
     /// heap or nothing is left to sweep.
     void reclaim(std::size_t npages);
@@ -73,7 +75,8 @@ private:
         std::size_t released_pages = 0;  // non-zero: the span went back to the page heap
     };
     Result sweep_span(Span* span);
-    /// Sweeps one unswept span of any class and files it; false if none is left.
+    /// Sweeps one unswept span of any class of any partition and files it;
+    /// false if none is left.
     bool sweep_one(std::size_t& released_pages);
     void background_main();
 

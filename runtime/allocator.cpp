@@ -46,14 +46,16 @@ Span* Heap::alloc_span_reclaiming(std::size_t npages, std::size_t spc, bool nosc
     return pages_.alloc_span_locked(npages, spc, noscan, dirty);
 }
 
-Span* Heap::acquire_span(std::size_t spc) {
-    Span* span = centrals_[spc].pop_partial();
-    if (span == nullptr) span = collector_->sweeper().sweep_for_allocation(spc);
+Span* Heap::acquire_span(ThreadCache* cache, std::size_t spc) {
+    Central& central = cache->centrals[spc];  // the cache's partition's
+    Span* span = central.pop_partial();
+    if (span == nullptr) span = collector_->sweeper().sweep_for_allocation(central);
     if (span == nullptr) {
         const std::size_t size_class = span_class_size_class(spc);
         DirtyPages dirty;  // small spans zero lazily through needzero
         span = alloc_span_reclaiming(kClassPages[size_class], spc, span_class_noscan(spc), dirty);
         if (span == nullptr) return nullptr;
+        span->partition = cache->partition;
         // Pages never touched (fresh or released) would fault one by one as
         // the span fills; a small span does fill, so take them in one call.
         if (!dirty.any()) os_.prefault(reinterpret_cast<void*>(span->base), span->npages * kPageSize);
@@ -69,9 +71,9 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     cache->spans[spc] = &empty_span_;  // (T1) holds whatever happens below
     if (old != &empty_span_) {
         heap_live_.fetch_sub(std::uint64_t{old->free_slots()} * old->elem_size, std::memory_order_relaxed);
-        centrals_[spc].uncache_span(old);
+        central_of(old).uncache_span(old);
     }
-    Span* fresh = acquire_span(spc);
+    Span* fresh = acquire_span(cache, spc);
     if (fresh != nullptr) cache->spans[spc] = fresh;
     return fresh;
 }
@@ -155,6 +157,10 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
                 span->alloc_count.store(1, std::memory_order_relaxed);
                 span->home = SpanHome::kLarge;
                 span->requested_size = size;
+                // Large objects count in the breakdown of the partition in scope.
+                if (tls_cache_slot.heap_id == id_ && tls_cache_slot.cache != nullptr) {
+                    span->partition = tls_cache_slot.cache->partition;
+                }
                 large_spans_.push_front(span);
                 large_alloc_bytes_ += span->elem_size;
                 ++large_alloc_count_;

@@ -53,20 +53,39 @@ void Central::begin_sweep_locked() {
     unswept_count_.store(static_cast<std::uint32_t>(unswept_.size()), std::memory_order_relaxed);
 }
 
+void Central::adopt_locked(Central& from) {
+    for (SpanList* list : {&from.partial_, &from.full_, &from.unswept_}) {
+        while (Span* span = list->pop_front()) {
+            span->partition = partition_;
+            if (span->home == SpanHome::kUnswept) unswept_.push_front(span);
+            else file_locked(span);
+        }
+    }
+    unswept_count_.store(static_cast<std::uint32_t>(unswept_.size()), std::memory_order_relaxed);
+    from.unswept_count_.store(0, std::memory_order_relaxed);
+    allocs_ += from.allocs_;
+    frees_ += from.frees_;
+    from.allocs_ = 0;
+    from.frees_ = 0;
+}
+
 const char* Central::verify_locked() const {
     const char* problem = nullptr;
     partial_.for_each([&](const Span* s) {
         if (s->free_slots() == 0) problem = "full span on the partial list (C1)";
-        if (s->home != SpanHome::kCentralPartial || s->span_class != span_class_) problem = "misfiled span (C2)";
+        if (s->home != SpanHome::kCentralPartial || s->span_class != span_class_ || s->partition != partition_)
+            problem = "misfiled span (C2)";
         if (const char* p = s->verify()) problem = p;
     });
     full_.for_each([&](const Span* s) {
         if (s->free_slots() != 0) problem = "span with free slots on the full list (C1)";
-        if (s->home != SpanHome::kCentralFull || s->span_class != span_class_) problem = "misfiled span (C2)";
+        if (s->home != SpanHome::kCentralFull || s->span_class != span_class_ || s->partition != partition_)
+            problem = "misfiled span (C2)";
         if (const char* p = s->verify()) problem = p;
     });
     unswept_.for_each([&](const Span* s) {
-        if (s->home != SpanHome::kUnswept || s->span_class != span_class_) problem = "misfiled unswept span (C2)";
+        if (s->home != SpanHome::kUnswept || s->span_class != span_class_ || s->partition != partition_)
+            problem = "misfiled unswept span (C2)";
     });
     return problem;
 }

@@ -14,8 +14,8 @@
 //
 // Invariants (verify_locked() checks them):
 //   (C1) every span on `partial` has a free slot; every span on `full` has none;
-//   (C2) every span here has the home matching its list and span_class == this
-//        central's class;
+//   (C2) every span here has the home matching its list, span_class == this
+//        central's class and partition == this central's partition;
 //   (C3) outside a collection cycle's sweep phase, `unswept` is empty.
 // Locking: mutex() guards the lists and counters; callers hold the allocator
 // gate shared (gate.hpp) or closed. Lock order: gate -> central -> page heap.
@@ -31,7 +31,10 @@ namespace gcheap::detail {
 
 class Central {
 public:
-    void init(std::size_t spc) { span_class_ = spc; }
+    void init(std::size_t spc, std::uint8_t partition) {
+        span_class_ = spc;
+        partition_ = partition;
+    }
 
     /// A swept span with a free slot, or nullptr.
     Span* pop_partial();
@@ -46,6 +49,9 @@ public:
 
     /// Moves every swept span to the unswept list (collector, world stopped).
     void begin_sweep_locked();
+    /// Takes over every span and count of `from` (a destroyed partition's
+    /// central of the same class), leaving it empty. Gate closed.
+    void adopt_locked(Central& from);
 
     std::mutex& mutex() { return mu_; }
     std::uint64_t allocs_locked() const { return allocs_; }
@@ -54,6 +60,7 @@ public:
     const SpanList& full_locked() const { return full_; }
     const SpanList& unswept_locked() const { return unswept_; }
     std::size_t span_class() const { return span_class_; }
+    std::uint8_t partition() const { return partition_; }
     /// Unswept spans, readable without the lock (a hint for the sweeper).
     std::uint32_t unswept_hint() const { return unswept_count_.load(std::memory_order_relaxed); }
 
@@ -64,6 +71,7 @@ private:
 
     std::mutex mu_;
     std::size_t span_class_ = 0;
+    std::uint8_t partition_ = 0;
     SpanList partial_;
     SpanList full_;
     SpanList unswept_;

@@ -111,14 +111,18 @@ FragmentationReport Heap::fragmentation_report() {
     MemStats stats;
     FragTally tally;
     CachedSpanCounts cached;
+    std::vector<PartitionFragmentation> partitions;
     {
         AllocatorLock lock(*this);
         compute_stats_locked(stats, &cached);
         collector_->fill_mem_stats(stats);
         cached.seal();
         arena_index_.for_each_span([&](const Span* span) { tally.add_span(*span, cached.live_count(*span)); });
+        partitions = partition_breakdown_locked(cached);
     }
-    return make_report(tally, stats);
+    FragmentationReport report = make_report(tally, stats);
+    report.partitions = std::move(partitions);
+    return report;
 }
 
 namespace {
@@ -208,6 +212,15 @@ std::string to_text(const FragmentationReport& r, ReportOrder order) {
     fmt::format_to(
         it, "\nlarge objects: {} objects, {} pages ({}); page rounding {} (counted in HeapAlloc, as in Go)\n",
         r.large.objects, r.large.pages, detail::human(r.large.inuse_bytes), detail::human(r.large.rounding_bytes));
+    if (r.partitions.size() > 1) {  // only once the program has made partitions
+        fmt::format_to(it, "\n{:<24} {:>7} {:>7} {:>11} {:>11} {:>11} {:>6}\n", "partition", "spans", "large",
+                       "in use", "live", "wasted", "waste");
+        for (const PartitionFragmentation& p : r.partitions) {
+            fmt::format_to(it, "{:<24} {:>7} {:>7} {:>11} {:>11} {:>11} {:>5.1f}%\n", p.name, p.small_spans,
+                           p.large_objects, detail::human(p.inuse_bytes), detail::human(p.live_bytes),
+                           detail::human(p.wasted_bytes), detail::percent(p.wasted_bytes, p.inuse_bytes));
+        }
+    }
     return fmt::to_string(out);
 }
 
@@ -243,9 +256,25 @@ std::string to_json(const FragmentationReport& r) {
     }
     fmt::format_to(it,
                    "],\"large\":{{\"objects\":{},\"pages\":{},\"inuse_bytes\":{},\"requested_bytes\":{},"
-                   "\"rounding_bytes\":{}}}}}",
+                   "\"rounding_bytes\":{}}},\"partitions\":[",
                    r.large.objects, r.large.pages, r.large.inuse_bytes, r.large.requested_bytes,
                    r.large.rounding_bytes);
+    first = true;
+    for (const PartitionFragmentation& p : r.partitions) {
+        std::string name;  // JSON string: escape quotes, backslashes and control characters
+        for (const char ch : p.name) {
+            if (ch == '"' || ch == '\\') name += '\\';
+            if (static_cast<unsigned char>(ch) < 0x20) name += fmt::format("\\u{:04x}", static_cast<unsigned>(ch));
+            else name += ch;
+        }
+        fmt::format_to(it,
+                       "{}{{\"name\":\"{}\",\"small_spans\":{},\"large_objects\":{},\"live_objects\":{},"
+                       "\"inuse_bytes\":{},\"live_bytes\":{},\"wasted_bytes\":{}}}",
+                       first ? "" : ",", name, p.small_spans, p.large_objects, p.live_objects, p.inuse_bytes,
+                       p.live_bytes, p.wasted_bytes);
+        first = false;
+    }
+    fmt::format_to(it, "]}}");
     return fmt::to_string(out);
 }
 

@@ -27,7 +27,10 @@ Heap::Heap(const HeapOptions& options)
       arena_index_(os_),
       pages_(os_, arena_index_),
       cache_pool_(os_) {
-    for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) centrals_[spc].init(spc);
+    partitions_[0] = std::make_unique<PartitionState>(0);
+    partitions_[0]->id.store(kDefaultPartitionId, std::memory_order_relaxed);
+    partitions_[0]->name = "default";
+    partition_slots_.store(1, std::memory_order_release);
     // The empty span has no slots and an all-zero cache: next_free_fast()
     // fails on it and next_free_index() reports it full.
     empty_span_.state = SpanState::kInUse;
@@ -44,6 +47,7 @@ void Heap::detach_threads() {
         if (c->binding == nullptr) continue;
         c->binding->heap = nullptr;
         c->binding->cache = nullptr;
+        c->binding->current = nullptr;
         c->binding = nullptr;
     }
 }
@@ -76,10 +80,14 @@ CacheBinding* Heap::bind_current_thread(bool explicit_registration) {
         ThreadCache* cache = cache_pool_.create(&empty_span_);
         if (cache == nullptr) throw std::bad_alloc();
         cache->binding = binding;
+        cache->centrals = partitions_[0]->centrals.data();
+        cache->partition = 0;
+        cache->partition_id.store(kDefaultPartitionId, std::memory_order_relaxed);
         cache->registry_next = caches_;
         if (caches_ != nullptr) caches_->registry_prev = cache;
         caches_ = cache;
         binding->cache = cache;
+        binding->current = cache;
     }
     return binding;
 }
@@ -107,9 +115,11 @@ ThreadCache* Heap::cache_for_current_thread() {
     MutatorLock<> lifecycle(lifecycle_mutex());
     // The thread may be registered already and merely used another heap since.
     CacheBinding* binding = bind_current_thread(false);
+    // Inside a PartitionScope, the thread keeps its partition's cache even if
+    // it used another heap in between.
     tls_cache_slot.heap_id = id_;
-    tls_cache_slot.cache = binding->cache;
-    return binding->cache;
+    tls_cache_slot.cache = binding->current;
+    return binding->current;
 }
 
 void Heap::register_current_thread() {
@@ -129,6 +139,10 @@ void Heap::unregister_current_thread() {
     if (binding == nullptr || binding->record == nullptr) {
         throw std::logic_error("gcheap::unregister_current_thread: this thread is not registered with the heap");
     }
+    if (binding->current != binding->cache) {
+        // The scope would restore a cache that unregistering destroys.
+        throw std::logic_error("gcheap::unregister_current_thread: called inside a PartitionScope");
+    }
     release_thread_locked(binding);
     unbind_current_thread_locked(binding);
     if (tls_cache_slot.heap_id == id_) {
@@ -139,16 +153,21 @@ void Heap::unregister_current_thread() {
 
 void Heap::release_thread_locked(CacheBinding* binding) {
     if (binding->cache != nullptr) {
-        ThreadCache* cache = binding->cache;
+        ThreadCache* cache = binding->cache;  // and its chain: one cache per partition used
         binding->cache = nullptr;
+        binding->current = nullptr;
         SharedGate gate(gate_);
-        flush_cache_locked(cache);
-        std::lock_guard<std::mutex> lock(caches_mu_);
-        tiny_allocs_folded_ += cache->tiny_allocs.load(std::memory_order_relaxed);
-        if (cache->registry_prev != nullptr) cache->registry_prev->registry_next = cache->registry_next;
-        else caches_ = cache->registry_next;
-        if (cache->registry_next != nullptr) cache->registry_next->registry_prev = cache->registry_prev;
-        cache_pool_.destroy(cache);
+        while (cache != nullptr) {
+            ThreadCache* next = cache->thread_next;
+            flush_cache_locked(cache);
+            std::lock_guard<std::mutex> lock(caches_mu_);
+            tiny_allocs_folded_ += cache->tiny_allocs.load(std::memory_order_relaxed);
+            if (cache->registry_prev != nullptr) cache->registry_prev->registry_next = cache->registry_next;
+            else caches_ = cache->registry_next;
+            if (cache->registry_next != nullptr) cache->registry_next->registry_prev = cache->registry_prev;
+            cache_pool_.destroy(cache);
+            cache = next;
+        }
     }
     if (binding->record != nullptr) {
         collector_->threads().remove(binding->record);
@@ -166,7 +185,7 @@ void Heap::flush_cache_locked(ThreadCache* cache) {
         if (span == &empty_span_) continue;
         cache->spans[spc] = &empty_span_;
         heap_live_.fetch_sub(std::uint64_t{span->free_slots()} * span->elem_size, std::memory_order_relaxed);
-        centrals_[spc].uncache_span(span);
+        central_of(span).uncache_span(span);
     }
     // The tiny block stays allocated: it dies like any object once unreachable.
     cache->tiny = 0;

@@ -21,6 +21,7 @@
 #include "runtime/gate.hpp"
 #include "runtime/os_memory.hpp"
 #include "runtime/page_heap.hpp"
+#include "runtime/partition.hpp"
 #include "runtime/size_classes.hpp"
 #include "runtime/span.hpp"
 #include "runtime/sync.hpp"
@@ -36,6 +37,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string_view>
+#include <vector>
 
 namespace gcheap::detail {
 
@@ -150,8 +153,37 @@ public:
     bool is_current_thread_registered();
 
     /// Called at thread exit, with lifecycle_mutex() held: returns the
-    /// thread's cache and removes its registration.
+    /// thread's caches and removes its registration.
     void release_thread_locked(CacheBinding* binding);
+
+    // Partitions (partition.cpp; invariants in partition.hpp).
+    /// A new partition named `name`; throws std::length_error when
+    /// kMaxPartitions are live, std::bad_alloc.
+    PartitionState* create_partition(std::string_view name);
+    /// Gives the partition's spans to the default partition and frees its
+    /// slot. Fatal while a scope uses it.
+    void destroy_partition(PartitionState* partition);
+    /// Points the calling thread's allocations at `partition`; returns the
+    /// cache to restore with leave_partition().
+    ThreadCache* enter_partition(PartitionState& partition);
+    void leave_partition(PartitionState& partition, ThreadCache* previous);
+    /// Per partition spans, HeapInuse and HeapAlloc shares, read with `stats`
+    /// under the same lock (live partitions only, the default one first).
+    /// With `slots`, also each entry's slot index.
+    std::vector<PartitionFragmentation> partition_breakdown_locked(const CachedSpanCounts& cached,
+                                                                   std::vector<std::uint8_t>* slots = nullptr);
+    /// One partition's entry of the breakdown, read under the allocator lock.
+    PartitionFragmentation partition_stats(const PartitionState& partition);
+    std::size_t partition_slots() const { return partition_slots_.load(std::memory_order_acquire); }
+    PartitionState& partition_at(std::size_t slot) const { return *partitions_[slot]; }
+    /// f(Central&) for every central list of every partition slot.
+    template <class F>
+    void for_each_central(F&& f) {
+        const std::size_t slots = partition_slots();
+        for (std::size_t i = 0; i < slots; ++i) {
+            for (Central& central : partitions_[i]->centrals) f(central);
+        }
+    }
 
 private:
     friend class Collector;
@@ -170,7 +202,10 @@ private:
     /// allocation for torture mode.
     ThreadCache* bound_cache_slow();
     CacheBinding* bind_current_thread(bool explicit_registration);
-    Span* acquire_span(std::size_t spc);
+    Span* acquire_span(ThreadCache* cache, std::size_t spc);
+    ThreadCache* partition_cache_slow(CacheBinding* binding, PartitionState& partition);
+    /// The central list that takes `span` back: its partition's, of its class.
+    Central& central_of(const Span* span) { return partitions_[span->partition]->centrals[span->span_class]; }
     Span* alloc_span_reclaiming(std::size_t npages, std::size_t spc, bool noscan, DirtyPages& dirty);
     void maybe_collect();
     void* alloc_small_slow(ThreadCache* cache, std::size_t spc);
@@ -199,7 +234,12 @@ private:
     OsMemory os_;
     ArenaIndex arena_index_;
     PageHeap pages_;
-    std::array<Central, kNumSpanClasses> centrals_;
+    // Slot 0 is the default partition. Slots are allocated in order and live
+    // as long as the heap (P4), so readers that load partition_slots_ may walk
+    // them without a lock; a slot's contents are guarded as partition.hpp says.
+    std::array<std::unique_ptr<PartitionState>, kMaxPartitions> partitions_;
+    std::atomic<std::size_t> partition_slots_{0};
+    std::uint64_t next_partition_id_ = kDefaultPartitionId + 1;  // guarded by caches_mu_
     Span empty_span_;  // (T1): shared by every cache slot without a span
 
     AllocatorGate gate_;

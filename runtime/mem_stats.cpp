@@ -37,11 +37,11 @@ void Heap::compute_stats_locked(MemStats& s, CachedSpanCounts* cached) {
     std::array<std::uint64_t, kNumSizeClasses> small_frees{};
     std::uint64_t tiny_allocs = 0;
     {
-        for (const Central& central : centrals_) {
+        for_each_central([&](const Central& central) {
             const std::size_t cls = span_class_size_class(central.span_class());
             small_allocs[cls] += central.allocs_locked();
             small_frees[cls] += central.frees_locked();
-        }
+        });
         tiny_allocs = tiny_allocs_folded_;
         for (const ThreadCache* c = caches_; c != nullptr; c = c->registry_next) {
             for (const Span* span : c->spans) {

@@ -12,6 +12,7 @@ void Span::init(std::uintptr_t base_addr, std::size_t pages, std::size_t spc, bo
     span_class = static_cast<std::uint8_t>(spc);
     size_class = static_cast<std::uint8_t>(span_class_size_class(spc));
     noscan = is_noscan;
+    partition = 0;
     requested_size = 0;
     if (size_class == 0) {
         elem_size = pages * kPageSize;

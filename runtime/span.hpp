@@ -50,6 +50,7 @@ struct Span {
     std::uint32_t div_magic = 0;
     std::uint8_t size_class = 0;
     std::uint8_t span_class = 0;
+    std::uint8_t partition = 0;  // index of the partition whose central lists take it back (partition.hpp)
     bool noscan = false;
     SpanState state = SpanState::kDead;
     SpanHome home = SpanHome::kNone;

@@ -11,7 +11,9 @@
 //        null check and simply falls through to the slow path;
 //   (T2) every non-empty spans[c] has home == kThreadCache and is in no list;
 //   (T3) tiny != 0 implies [tiny, tiny + 16) is a class-2 noscan slot of this
-//        heap and tiny_offset <= 16.
+//        heap and tiny_offset <= 16;
+//   (T4) every non-empty spans[c] has span.partition == partition (the
+//        partition this cache serves, partition.hpp).
 // Locking: only the owner thread changes its cache, on its slow path, which
 // passes the allocator gate shared (gate.hpp); readers close the gate to see
 // a stable set of spans. The fast path mutates only span allocation state the
@@ -29,6 +31,7 @@
 namespace gcheap::detail {
 
 class Heap;
+class Central;
 struct CacheBinding;
 
 struct ThreadCache {
@@ -42,6 +45,17 @@ struct ThreadCache {
     ThreadCache* registry_next = nullptr;
     ThreadCache* registry_prev = nullptr;
     CacheBinding* binding = nullptr;  // the owner thread's link back to this cache
+
+    // The partition this cache allocates for (partition.hpp). Placed after
+    // the fast path's fields, which do not move. The slow path refills from
+    // centrals[spc]; partition_id is kNoPartitionId once the partition is
+    // gone (the owner may then reuse the cache for another partition).
+    Central* centrals = nullptr;
+    std::uint8_t partition = 0;
+    std::atomic<std::uint64_t> partition_id{0};
+    // The owner thread's next cache on this heap, one per partition it has
+    // used, from CacheBinding::cache (the default partition's). Owner only.
+    ThreadCache* thread_next = nullptr;
 };
 
 /// The fast path's view of "this thread's cache": trivially initialised, so
@@ -85,9 +99,12 @@ private:
 struct ThreadRecord;
 struct CacheBinding {
     Heap* heap;  // nullptr once the heap is gone
-    ThreadCache* cache;
+    ThreadCache* cache;  // the default partition's; heads the chain of ThreadCache::thread_next
     ThreadRecord* record;  // the collector's registration of this thread (gc/threads.hpp)
     CacheBinding* next;
+    // The cache the thread allocates from now: `cache`, or a partition's
+    // inside a PartitionScope. The TLS slot is reloaded from it.
+    ThreadCache* current = nullptr;
 };
 
 /// Serialises thread exit against heap destruction. Process-wide because a

@@ -52,18 +52,33 @@ const char* Heap::verify() {
 
 const char* Heap::verify_locked() {
     if (const char* problem = pages_.verify_locked()) return problem;
-    for (const Central& central : centrals_) {
-        if (const char* problem = central.verify_locked()) return problem;
+    const char* central_problem = nullptr;
+    for_each_central([&](const Central& central) {
+        if (const char* problem = central.verify_locked()) central_problem = problem;
+    });
+    if (central_problem != nullptr) return central_problem;
+    for (std::size_t i = 1; i < partition_slots(); ++i) {
+        const PartitionState& p = *partitions_[i];
+        if (p.id.load(std::memory_order_relaxed) != kNoPartitionId) continue;
+        for (const Central& central : p.centrals) {
+            if (!central.partial_locked().empty() || !central.full_locked().empty() ||
+                !central.unswept_locked().empty())
+                return "spans filed in a free partition slot (P4)";
+        }
     }
     for (ThreadCache* c = caches_; c != nullptr; c = c->registry_next) {
+        const bool dead = c->partition_id.load(std::memory_order_relaxed) == kNoPartitionId;
         for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) {
             const Span* span = c->spans[spc];
             if (span == nullptr) return "null span in a thread cache (T1)";
             if (span == &empty_span_) continue;
             if (span->home != SpanHome::kThreadCache || span->span_class != spc) return "misfiled cached span (T2)";
+            if (span->partition != c->partition) return "cached span of another partition (T4, P1)";
+            if (dead) return "span in the cache of a destroyed partition (P2)";
             if (const char* problem = span->verify()) return problem;
         }
         if (c->tiny_offset > kTinySize) return "tiny offset past its block (T3)";
+        if (dead && c->tiny != 0) return "tiny block in the cache of a destroyed partition (P2)";
     }
     const char* problem = nullptr;
     large_spans_.for_each([&](const Span* s) {

@@ -54,6 +54,19 @@ struct LargeObjectFragmentation {
     std::uint64_t rounding_bytes = 0;   ///< inuse_bytes - requested_bytes.
 };
 
+/// The in-use spans of one partition (gcheap/partition.hpp): its share of
+/// HeapInuse and HeapAlloc. Summed over FragmentationReport::partitions,
+/// inuse_bytes gives stats.HeapInuse and live_bytes stats.HeapAlloc.
+struct PartitionFragmentation {
+    std::string name;                ///< "default" for the default partition.
+    std::uint64_t small_spans = 0;   ///< Spans of small objects.
+    std::uint64_t large_objects = 0; ///< Large objects allocated in the partition.
+    std::uint64_t live_objects = 0;  ///< Allocated slots, large objects included.
+    std::uint64_t inuse_bytes = 0;   ///< Pages of its spans: its share of HeapInuse.
+    std::uint64_t live_bytes = 0;    ///< Allocated slots * slot size: its share of HeapAlloc.
+    std::uint64_t wasted_bytes = 0;  ///< inuse_bytes - live_bytes.
+};
+
 /// Where the bytes of in-use spans go, by size class, at one instant.
 ///
 /// The report and `stats` are read under the same lock, so they agree
@@ -76,6 +89,9 @@ struct FragmentationReport {
     std::uint64_t wasted_bytes = 0;  ///< Σ classes[i].wasted_bytes
     /// Spans of every small class per occupancy bucket.
     std::array<std::uint64_t, kOccupancyBuckets> occupancy{};
+    /// Every live partition, the default one first (a destroyed partition's
+    /// spans count in the default one's).
+    std::vector<PartitionFragmentation> partitions;
 };
 
 /// Reports the default heap's fragmentation (and its MemStats, read with it).
