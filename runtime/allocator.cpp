@@ -175,6 +175,33 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     }
 }
 
+[[gnu::noinline]] void* Heap::alloc_checked(std::size_t size, bool noscan) {
+    ThreadCache* cache = bound_cache_slow();
+    void* p = alloc_with(cache, size, noscan);
+    if (profiler_.rate() != 0) [[unlikely]] profile_allocation(cache, p, size, noscan, __builtin_return_address(0));
+    return p;
+}
+
+void Heap::profile_allocation(ThreadCache* cache, void* p, std::size_t size, bool noscan, const void* caller) {
+    // Count what the heap hands out, as Go does: the slot's size-class size,
+    // whole pages for a large object, and for tiny objects the 16-byte block
+    // when a fresh one is taken (a fresh block's first object is 16-aligned;
+    // later objects of a block never are).
+    std::size_t bytes;
+    if (size == 0) return;
+    if (size <= kMaxSmallSize) {
+        if (noscan && size < kTinySize) {
+            if ((reinterpret_cast<std::uintptr_t>(p) & (kTinySize - 1)) != 0) return;
+            bytes = kTinySize;
+        } else {
+            bytes = kClassSize[size_to_class(size)];
+        }
+    } else {
+        bytes = (size + kPageSize - 1) / kPageSize * kPageSize;
+    }
+    profiler_.note_allocation(cache, reinterpret_cast<std::uintptr_t>(p), bytes, caller);
+}
+
 void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
         throw std::invalid_argument("gcheap: alignment must be a power of two");
@@ -183,16 +210,21 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
     const ThreadCacheSlot& slot = tls_cache_slot;
     ThreadCache* cache = slot.heap_id == fast_id_.load(std::memory_order_relaxed) ? slot.cache : bound_cache_slow();
     if (size == 0) return alloc_zero_size();
+    void* p = nullptr;
     if (size <= kMaxSmallSize) {
         // Objects of a class whose size is a multiple of `alignment` are
         // aligned to it, because spans start on page boundaries.
         std::size_t size_class = size_to_class(size);
         while (size_class < kNumSizeClasses && kClassSize[size_class] % alignment != 0) ++size_class;
-        if (size_class < kNumSizeClasses) {
-            return alloc_small(cache, span_class(size_class, noscan));
-        }
+        if (size_class < kNumSizeClasses) p = alloc_small(cache, span_class(size_class, noscan));
     }
-    return alloc_large(std::max(size, kMaxSmallSize + 1), noscan);  // page-aligned
+    if (p == nullptr) p = alloc_large(std::max(size, kMaxSmallSize + 1), noscan);  // page-aligned
+    if (profiler_.rate() != 0) [[unlikely]] {
+        const Span* span = arena_index_.span_of(reinterpret_cast<std::uintptr_t>(p));
+        profiler_.note_allocation(cache, reinterpret_cast<std::uintptr_t>(p), span->elem_size,
+                                  __builtin_return_address(0));
+    }
+    return p;
 }
 
 }  // namespace gcheap::detail

@@ -25,6 +25,7 @@ Heap::Heap(const HeapOptions& options)
       fast_id_(id_),
       debug_(DebugOptions{}),
       arena_index_(os_),
+      profiler_(arena_index_, options.mem_profile_rate),
       pages_(os_, arena_index_),
       cache_pool_(os_) {
     for (std::size_t spc = 0; spc < kNumSpanClasses; ++spc) centrals_[spc].init(spc);
@@ -86,7 +87,19 @@ CacheBinding* Heap::bind_current_thread(bool explicit_registration) {
 
 void Heap::set_debug(const DebugOptions& options) {
     debug_.set(options);
-    fast_id_.store(options.torture != 0 ? kNoFastPath : id_, std::memory_order_relaxed);
+    update_fast_id();
+}
+
+int Heap::set_mem_profile_rate(int rate) {
+    const int previous = profiler_.set_rate(rate);
+    update_fast_id();
+    return previous;
+}
+
+void Heap::update_fast_id() {
+    std::lock_guard<std::mutex> lock(fast_id_mu_);
+    const bool watch = debug_.torture() != 0 || profiler_.rate() != 0;
+    fast_id_.store(watch ? kNoFastPath : id_, std::memory_order_relaxed);
 }
 
 ThreadCache* Heap::bound_cache_slow() {

@@ -21,6 +21,7 @@
 #include "runtime/gate.hpp"
 #include "runtime/os_memory.hpp"
 #include "runtime/page_heap.hpp"
+#include "runtime/profiler.hpp"
 #include "runtime/size_classes.hpp"
 #include "runtime/span.hpp"
 #include "runtime/sync.hpp"
@@ -136,6 +137,11 @@ public:
     const DebugModes& debug() const { return debug_; }
     void set_debug(const DebugOptions& options);
 
+    /// The sampling heap profiler (profiler.hpp).
+    Profiler& profiler() { return profiler_; }
+    /// gcheap::set_mem_profile_rate on this heap: returns the previous rate.
+    int set_mem_profile_rate(int rate);
+
     Collector& collector() { return *collector_; }
     Scavenger& scavenger() { return *scavenger_; }
     /// Sys - HeapSys: metadata mapped outside the heap arenas.
@@ -158,6 +164,14 @@ private:
     friend class Sweeper;
     class AllocatorLock;
 
+    inline void* alloc_with(ThreadCache* cache, std::size_t size, bool noscan);
+    /// alloc() when the fast path is off (a debug mode, the profiler):
+    /// binds the thread, allocates, and samples the allocation.
+    void* alloc_checked(std::size_t size, bool noscan);
+    /// Counts an allocation of `size` bytes at `p` for the profiler.
+    void profile_allocation(ThreadCache* cache, void* p, std::size_t size, bool noscan, const void* caller);
+    /// fast_id_ from the debug modes and the profile rate.
+    void update_fast_id();
     inline void* alloc_small(ThreadCache* cache, std::size_t spc);
     inline void* alloc_tiny(ThreadCache* cache, std::size_t size);
     ThreadCache* cache_for_current_thread();
@@ -189,10 +203,12 @@ private:
     // each one through bound_cache_slow() at no cost to the normal fast path.
     static constexpr std::uint64_t kNoFastPath = ~std::uint64_t{0};
     std::atomic<std::uint64_t> fast_id_;
+    std::mutex fast_id_mu_;  // orders update_fast_id() calls
     DebugModes debug_;
     std::atomic<std::uint64_t> torture_allocs_{0};
     OsMemory os_;
     ArenaIndex arena_index_;
+    Profiler profiler_;
     PageHeap pages_;
     std::array<Central, kNumSpanClasses> centrals_;
     Span empty_span_;  // (T1): shared by every cache slot without a span

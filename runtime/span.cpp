@@ -27,6 +27,7 @@ void Span::init(std::uintptr_t base_addr, std::size_t pages, std::size_t spc, bo
     free_index.store(0, std::memory_order_relaxed);
     alloc_count.store(0, std::memory_order_relaxed);
     alloc_count_at_cache = 0;
+    profiled.store(0, std::memory_order_relaxed);
     sweepgen.store(0, std::memory_order_relaxed);
     alloc_bits_index = 0;
     std::memset(bits, 0, sizeof bits);

@@ -64,6 +64,10 @@ struct Span {
     std::atomic<std::uint32_t> alloc_count{0};
     std::uint32_t alloc_count_at_cache = 0;  // alloc_count when a thread cache took the span
 
+    // Sampled objects of the heap profiler in this span (profiler.hpp, P2):
+    // the sweeper looks for their frees only when it is non-zero.
+    std::atomic<std::uint32_t> profiled{0};
+
     // Collector state.
     std::atomic<std::uint32_t> sweepgen{0};
     std::uint8_t alloc_bits_index = 0;

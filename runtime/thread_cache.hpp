@@ -39,6 +39,11 @@ struct ThreadCache {
     std::size_t tiny_offset = 0;
     std::atomic<std::uint64_t> tiny_allocs{0};  // tiny objects packed since the last fold
 
+    // The heap profiler's sampling state (profiler.hpp), the owner thread's alone.
+    std::int64_t next_sample = 0;     // bytes to allocate before the next sample
+    std::uint64_t sample_rng = 0;     // xorshift state; 0 = not seeded yet
+    std::uint32_t sample_epoch = 0;   // Profiler's epoch when next_sample was drawn
+
     ThreadCache* registry_next = nullptr;
     ThreadCache* registry_prev = nullptr;
     CacheBinding* binding = nullptr;  // the owner thread's link back to this cache

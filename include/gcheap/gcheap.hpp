@@ -8,6 +8,7 @@
 #include <gcheap/fragmentation.hpp>
 #include <gcheap/mem_stats.hpp>
 #include <gcheap/options.hpp>
+#include <gcheap/profiler.hpp>
 #include <gcheap/relocation.hpp>
 
 #include <cstddef>
