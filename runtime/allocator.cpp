@@ -24,6 +24,23 @@
 
 namespace gcheap::detail {
 
+namespace {
+
+// Internal paths that allocate through alloc_small / alloc_large name their
+// caller as the start of a sampled object's stack (Profiler::record).
+class SampleEntry {
+public:
+    SampleEntry(ThreadCache* cache, const void* entry) : cache_(cache) { cache_->sample_entry = entry; }
+    ~SampleEntry() { cache_->sample_entry = nullptr; }
+    SampleEntry(const SampleEntry&) = delete;
+    SampleEntry& operator=(const SampleEntry&) = delete;
+
+private:
+    ThreadCache* cache_;
+};
+
+}  // namespace
+
 void Heap::maybe_collect() {
     if (collector_->should_trigger(heap_live_.load(std::memory_order_relaxed))) collector_->collect_triggered();
 }
@@ -68,6 +85,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     Span* old = cache->spans[spc];
     cache->spans[spc] = &empty_span_;  // (T1) holds whatever happens below
     if (old != &empty_span_) {
+        Profiler::unplant(*old);
         heap_live_.fetch_sub(std::uint64_t{old->free_slots()} * old->elem_size, std::memory_order_relaxed);
         centrals_[spc].uncache_span(old);
     }
@@ -77,43 +95,63 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
 }
 
 [[gnu::noinline]] void* Heap::alloc_small_slow(ThreadCache* cache, std::size_t spc) {
+    // Where a sampled object's stack starts: our caller, or the caller of
+    // an internal path that set sample_entry (alloc_tiny_slow, alloc_aligned).
+    const void* entry = cache->sample_entry != nullptr ? cache->sample_entry : __builtin_return_address(0);
     // The rest of the cached span's bitmap belongs to this thread alone: no gate.
     {
         void* p = nullptr;
+        Span* sampled = nullptr;
         {
             AllocRegion region(tls_cache_slot);
             Span* span = cache->spans[spc];
+            const std::uint32_t planted = Profiler::unplant(*span);
             const std::uint32_t index = span->next_free_index();
             if (index != span->nelems) {
                 span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1,
                                         std::memory_order_relaxed);
                 p = reinterpret_cast<void*>(span->object_base(index));
                 if (span->needzero) std::memset(p, 0, span->elem_size);
+                if (profiler_.after_slow_alloc(cache, *span, spc, index, planted)) sampled = span;
             }
+        }
+        if (sampled != nullptr) [[unlikely]] {
+            profiler_.record(reinterpret_cast<std::uintptr_t>(p), *sampled, sampled->elem_size, entry);
         }
         if (p != nullptr) return p;
     }
     maybe_collect();
     for (int attempt = 0;; ++attempt) {
         void* p = nullptr;
+        Span* sampled = nullptr;
         std::size_t zero_bytes = 0;
         {
+            // The gate keeps world stops out while the profiler may plant a
+            // sample point in the span, as it keeps them out of the refill.
             SharedGate gate(gate_);
             Span* span = cache->spans[spc];
+            std::uint32_t planted = Profiler::unplant(*span);
             std::uint32_t index = span->next_free_index();  // a collection may have flushed the cache
             if (index == span->nelems) {
                 span = refill_cache_locked(cache, spc);
-                if (span != nullptr) index = span->next_free_index();
+                if (span != nullptr) {
+                    planted = Span::kNoSamplePoint;
+                    index = span->next_free_index();
+                }
             }
             if (span != nullptr) {
                 span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1,
                                         std::memory_order_relaxed);
                 p = reinterpret_cast<void*>(span->object_base(index));
                 if (span->needzero) zero_bytes = span->elem_size;
+                if (profiler_.after_slow_alloc(cache, *span, spc, index, planted)) sampled = span;
             }
         }
         if (p != nullptr) {
             if (zero_bytes != 0) std::memset(p, 0, zero_bytes);
+            if (sampled != nullptr) [[unlikely]] {
+                profiler_.record(reinterpret_cast<std::uintptr_t>(p), *sampled, sampled->elem_size, entry);
+            }
             return p;
         }
         // The OS refused memory: free some and retry once, unless collection is off.
@@ -123,7 +161,13 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
 }
 
 [[gnu::noinline]] void* Heap::alloc_tiny_slow(ThreadCache* cache, std::size_t size) {
-    auto* block = static_cast<unsigned char*>(alloc_small(cache, span_class(kTinySizeClass, true)));
+    // A sampled block's stack starts at our caller (Go samples a tiny block
+    // when it is taken, for the object that takes it).
+    unsigned char* block;
+    {
+        SampleEntry entry(cache, __builtin_return_address(0));
+        block = static_cast<unsigned char*>(alloc_small(cache, span_class(kTinySizeClass, true)));
+    }
     AllocRegion region(tls_cache_slot);
     // Keep whichever block has more room left: the new one after this object,
     // or the old one.
@@ -167,39 +211,20 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
             // may scan stale bytes: that can retain garbage for a cycle, never
             // lose an object.
             dirty.zero(reinterpret_cast<std::uintptr_t>(object), span->elem_size);
+            if (profiler_.rate() != 0) [[unlikely]] {
+                ThreadCache* cache = tls_cache_slot.heap_id == id_ ? tls_cache_slot.cache : nullptr;
+                if (profiler_.sample_large(cache, span->elem_size)) {
+                    const void* entry = cache->sample_entry != nullptr ? cache->sample_entry
+                                                                       : __builtin_return_address(0);
+                    profiler_.record(reinterpret_cast<std::uintptr_t>(object), *span, span->elem_size, entry);
+                }
+            }
             gcheap::keep_alive(object);
             return object;
         }
         if (attempt == 1 || !collector_->collects_automatically()) throw std::bad_alloc();
         collector_->collect_for_memory();
     }
-}
-
-[[gnu::noinline]] void* Heap::alloc_checked(std::size_t size, bool noscan) {
-    ThreadCache* cache = bound_cache_slow();
-    void* p = alloc_with(cache, size, noscan);
-    if (profiler_.rate() != 0) [[unlikely]] profile_allocation(cache, p, size, noscan, __builtin_return_address(0));
-    return p;
-}
-
-void Heap::profile_allocation(ThreadCache* cache, void* p, std::size_t size, bool noscan, const void* caller) {
-    // Count what the heap hands out, as Go does: the slot's size-class size,
-    // whole pages for a large object, and for tiny objects the 16-byte block
-    // when a fresh one is taken (a fresh block's first object is 16-aligned;
-    // later objects of a block never are).
-    std::size_t bytes;
-    if (size == 0) return;
-    if (size <= kMaxSmallSize) {
-        if (noscan && size < kTinySize) {
-            if ((reinterpret_cast<std::uintptr_t>(p) & (kTinySize - 1)) != 0) return;
-            bytes = kTinySize;
-        } else {
-            bytes = kClassSize[size_to_class(size)];
-        }
-    } else {
-        bytes = (size + kPageSize - 1) / kPageSize * kPageSize;
-    }
-    profiler_.note_allocation(cache, reinterpret_cast<std::uintptr_t>(p), bytes, caller);
 }
 
 void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) {
@@ -210,6 +235,7 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
     const ThreadCacheSlot& slot = tls_cache_slot;
     ThreadCache* cache = slot.heap_id == fast_id_.load(std::memory_order_relaxed) ? slot.cache : bound_cache_slow();
     if (size == 0) return alloc_zero_size();
+    SampleEntry entry(cache, __builtin_return_address(0));
     void* p = nullptr;
     if (size <= kMaxSmallSize) {
         // Objects of a class whose size is a multiple of `alignment` are
@@ -219,11 +245,6 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
         if (size_class < kNumSizeClasses) p = alloc_small(cache, span_class(size_class, noscan));
     }
     if (p == nullptr) p = alloc_large(std::max(size, kMaxSmallSize + 1), noscan);  // page-aligned
-    if (profiler_.rate() != 0) [[unlikely]] {
-        const Span* span = arena_index_.span_of(reinterpret_cast<std::uintptr_t>(p));
-        profiler_.note_allocation(cache, reinterpret_cast<std::uintptr_t>(p), span->elem_size,
-                                  __builtin_return_address(0));
-    }
     return p;
 }
 

@@ -29,13 +29,7 @@ inline void zero_slot(void* p, std::size_t size) {
 
 inline void* Heap::alloc(std::size_t size, bool noscan) {
     const ThreadCacheSlot& slot = tls_cache_slot;
-    // One compare decides: the slot holds this heap's cache and no debug mode
-    // or profiler wants to see the allocation (fast_id_), or alloc_checked.
-    if (slot.heap_id != fast_id_.load(std::memory_order_relaxed)) [[unlikely]] return alloc_checked(size, noscan);
-    return alloc_with(slot.cache, size, noscan);
-}
-
-inline void* Heap::alloc_with(ThreadCache* cache, std::size_t size, bool noscan) {
+    ThreadCache* cache = slot.heap_id == fast_id_.load(std::memory_order_relaxed) ? slot.cache : bound_cache_slow();
     if (size - 1 < kMaxSmallSize) {  // 1..32768; size 0 wraps around
         if (noscan && size < kTinySize) return alloc_tiny(cache, size);
         return alloc_small(cache, span_class(size_to_class(size), noscan));

@@ -87,20 +87,10 @@ CacheBinding* Heap::bind_current_thread(bool explicit_registration) {
 
 void Heap::set_debug(const DebugOptions& options) {
     debug_.set(options);
-    update_fast_id();
+    fast_id_.store(options.torture != 0 ? kNoFastPath : id_, std::memory_order_relaxed);
 }
 
-int Heap::set_mem_profile_rate(int rate) {
-    const int previous = profiler_.set_rate(rate);
-    update_fast_id();
-    return previous;
-}
-
-void Heap::update_fast_id() {
-    std::lock_guard<std::mutex> lock(fast_id_mu_);
-    const bool watch = debug_.torture() != 0 || profiler_.rate() != 0;
-    fast_id_.store(watch ? kNoFastPath : id_, std::memory_order_relaxed);
-}
+int Heap::set_mem_profile_rate(int rate) { return profiler_.set_rate(rate); }
 
 ThreadCache* Heap::bound_cache_slow() {
     ThreadCache* cache = tls_cache_slot.heap_id == id_ ? tls_cache_slot.cache : cache_for_current_thread();
@@ -174,6 +164,7 @@ void Heap::flush_cache_locked(ThreadCache* cache) {
         Span* span = cache->spans[spc];
         if (span == &empty_span_) continue;
         cache->spans[spc] = &empty_span_;
+        Profiler::unplant(*span);  // the span's whole alloc_cache goes back with it
         heap_live_.fetch_sub(std::uint64_t{span->free_slots()} * span->elem_size, std::memory_order_relaxed);
         centrals_[spc].uncache_span(span);
     }

@@ -164,14 +164,6 @@ private:
     friend class Sweeper;
     class AllocatorLock;
 
-    inline void* alloc_with(ThreadCache* cache, std::size_t size, bool noscan);
-    /// alloc() when the fast path is off (a debug mode, the profiler):
-    /// binds the thread, allocates, and samples the allocation.
-    void* alloc_checked(std::size_t size, bool noscan);
-    /// Counts an allocation of `size` bytes at `p` for the profiler.
-    void profile_allocation(ThreadCache* cache, void* p, std::size_t size, bool noscan, const void* caller);
-    /// fast_id_ from the debug modes and the profile rate.
-    void update_fast_id();
     inline void* alloc_small(ThreadCache* cache, std::size_t spc);
     inline void* alloc_tiny(ThreadCache* cache, std::size_t size);
     ThreadCache* cache_for_current_thread();
@@ -203,7 +195,6 @@ private:
     // each one through bound_cache_slow() at no cost to the normal fast path.
     static constexpr std::uint64_t kNoFastPath = ~std::uint64_t{0};
     std::atomic<std::uint64_t> fast_id_;
-    std::mutex fast_id_mu_;  // orders update_fast_id() calls
     DebugModes debug_;
     std::atomic<std::uint64_t> torture_allocs_{0};
     OsMemory os_;

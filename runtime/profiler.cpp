@@ -5,8 +5,12 @@
 #include "runtime/sync.hpp"
 
 #include <execinfo.h>
+#include <unwind.h>
+
+#include <gcheap/gcheap.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <new>
 #include <stdexcept>
@@ -21,6 +25,14 @@ namespace {
 void warm_up_backtrace() {
     void* frames[2];
     (void)backtrace(frames, 2);
+}
+
+// The public functions whose frames a stack should not start with.
+bool is_api_frame(void* return_address) {
+    void* fn = _Unwind_FindEnclosingFunction(static_cast<char*>(return_address) - 1);
+    return fn != nullptr && (fn == reinterpret_cast<void*>(&gcheap::alloc) ||
+                             fn == reinterpret_cast<void*>(&gcheap::alloc_noscan) ||
+                             fn == reinterpret_cast<void*>(&gcheap::alloc_aligned));
 }
 
 std::uint64_t xorshift(std::uint64_t& state) {
@@ -61,45 +73,94 @@ int Profiler::estimate_rate() const {
     return r == 0 ? 1 : r;
 }
 
-std::int64_t Profiler::next_sample(ThreadCache* cache, int rate) {
-    if (rate == 1) return 0;
-    // An exponential distance of mean `rate` makes sampling a Poisson
-    // process over allocated bytes: an object of s bytes is sampled with
-    // probability 1 - exp(-s/rate) whatever came before it (Go's nextSample).
-    const double u = static_cast<double>(xorshift(cache->sample_rng) >> 11) * 0x1p-53;  // [0, 1)
-    return static_cast<std::int64_t>(-std::log1p(-u) * rate) + 1;
+void Profiler::refresh(ThreadCache* cache) {
+    const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed);
+    if (cache->sample_epoch == epoch) return;
+    // A new rate: every countdown is drawn afresh (a planted point stays and
+    // is taken when reached: one sample at the old rate).
+    if (cache->sample_rng == 0) cache->sample_rng = (reinterpret_cast<std::uintptr_t>(cache) * 0x9e3779b97f4a7c15ull) | 1;
+    cache->sample_left.fill(0);
+    cache->sample_epoch = epoch;
 }
 
-void Profiler::reset_countdown(ThreadCache* cache, int rate) {
-    if (cache->sample_rng == 0) {
-        // Caches live at distinct addresses; mix in the epoch so that a rate
-        // change does not replay the same distances.
-        cache->sample_rng = (reinterpret_cast<std::uintptr_t>(cache) * 0x9e3779b97f4a7c15ull) | 1;
+double Profiler::uniform(ThreadCache* cache) {
+    return static_cast<double>((xorshift(cache->sample_rng) >> 11) + 1) * 0x1p-53;  // (0, 1]
+}
+
+std::uint32_t Profiler::draw(ThreadCache* cache, int rate, std::size_t size) {
+    if (rate == 1) return 1;
+    // The number of objects up to the one a sample point falls in:
+    // ceil(gap / size), gap exponential of mean `rate` (Go's nextSample).
+    const double objects = std::ceil(-std::log(uniform(cache)) * rate / static_cast<double>(size));
+    if (objects < 1) return 1;
+    if (objects >= 4e9) return 4000000000u;
+    return static_cast<std::uint32_t>(objects);
+}
+
+bool Profiler::account_slow_alloc(ThreadCache* cache, Span& span, std::size_t spc, std::uint32_t index,
+                                  std::uint32_t planted) {
+    const int rate = rate_.load(std::memory_order_relaxed);
+    refresh(cache);
+    std::uint32_t& left = cache->sample_left[spc];
+    bool sampled;
+    if (planted != Span::kNoSamplePoint && index == planted) {
+        sampled = true;  // the fast path stopped right before it
+        left = 0;
+    } else {
+        if (left == 0) left = draw(cache, rate, span.elem_size);
+        sampled = --left == 0;
     }
-    cache->sample_epoch = epoch_.load(std::memory_order_relaxed);
-    cache->sample_rng ^= std::uint64_t{cache->sample_epoch} << 32;
-    if (cache->sample_rng == 0) cache->sample_rng = 1;
-    cache->next_sample = next_sample(cache, rate);
+    if (left == 0) left = draw(cache, rate, span.elem_size);
+    // The slots the fast path can hand out from the cached word: free,
+    // below nelems, and not the word's last slot unless it is the span's
+    // (the fast path leaves that one to the slow path, which counts it).
+    const std::uint32_t free_index = span.free_index.load(std::memory_order_relaxed);
+    if (free_index >= span.nelems) return sampled;
+    const std::uint32_t valid = std::min<std::uint32_t>(64, span.nelems - free_index);
+    std::uint64_t eligible = span.alloc_cache & (valid == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << valid) - 1);
+    const std::uint32_t last = 63 - free_index % 64;  // the word's last slot, relative to free_index
+    if (free_index + last != span.nelems - 1) eligible &= ~(std::uint64_t{1} << last);
+    const auto visible = static_cast<std::uint32_t>(std::popcount(eligible));
+    if (left > visible) {
+        left -= visible;  // all of them go before the next sample
+        return sampled;
+    }
+    // Plant: keep the left - 1 free slots before the sampled one.
+    for (std::uint32_t i = 1; i < left; ++i) eligible &= eligible - 1;
+    const auto bit = static_cast<unsigned>(std::countr_zero(eligible));
+    span.sample_base = free_index + bit;
+    span.sample_hold = span.alloc_cache >> bit;
+    span.alloc_cache &= (std::uint64_t{1} << bit) - 1;  // bit < 64: the sampled slot is in the word
+    left = 0;
+    return sampled;
 }
 
-void Profiler::sample(ThreadCache* cache, std::uintptr_t object, std::size_t bytes, const void* caller, int rate) {
-    cache->next_sample = next_sample(cache, rate);
+bool Profiler::sample_large(ThreadCache* cache, std::size_t bytes) {
+    const int rate = rate_.load(std::memory_order_relaxed);
+    if (rate == 0 || cache == nullptr) return false;
+    if (rate == 1) return true;
+    refresh(cache);
+    return uniform(cache) <= -std::expm1(-static_cast<double>(bytes) / rate);
+}
+
+void Profiler::record(std::uintptr_t object, Span& span, std::size_t bytes, const void* entry) {
     void* frames[kMaxStack];
     const int n = backtrace(frames, kMaxStack);
-    // Start the stack at the heap entry's caller: the frames above it are
-    // gcheap's own (their number depends on inlining and tail calls).
+    // Start the stack at the frame that returns to `entry`, past gcheap's
+    // own frames (their number depends on inlining and tail calls); then
+    // past the public entry points, unless they were tail calls.
     int start = 0;
     for (int i = 0; i < n; ++i) {
-        if (frames[i] == caller) {
+        if (frames[i] == entry) {
             start = i;
             break;
         }
     }
+    while (start + 1 < n && is_api_frame(frames[start])) ++start;
     try {
         std::vector<std::uintptr_t> stack;
         stack.reserve(static_cast<std::size_t>(n - start));
         for (int i = start; i < n; ++i) stack.push_back(reinterpret_cast<std::uintptr_t>(frames[i]));
-        Span* span = index_.span_of(object);
         MutatorLock<> lock(mu_);
         const BucketKey key{bytes, &stack};
         auto it = buckets_.find(key);
@@ -116,7 +177,7 @@ void Profiler::sample(ThreadCache* cache, std::uintptr_t object, std::size_t byt
         }
         if (live_.emplace(object, bucket).second) {
             ++bucket->allocs;
-            span->profiled.fetch_add(1, std::memory_order_relaxed);
+            span.profiled.fetch_add(1, std::memory_order_relaxed);
         }
     } catch (const std::bad_alloc&) {
         // Out of C heap: lose this sample rather than fail the allocation.

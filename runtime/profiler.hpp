@@ -4,8 +4,21 @@
 // Owns the profile: buckets keyed by (object size, call stack) with their
 // sampled alloc and free counts, and the map from each sampled object that
 // is still allocated to its bucket. Threads own their sampling state
-// (ThreadCache::next_sample, a countdown in bytes drawn from an exponential
-// distribution of mean `rate`, as Go's nextSample).
+// (ThreadCache::sample_left).
+//
+// Sampling is Go's: a Poisson process over allocated bytes of mean gap
+// `rate`, so that an object of s bytes is sampled with probability
+// 1 - exp(-s/rate), independently of every other. Go draws one exponential
+// byte countdown per thread and checks it on every allocation; here the
+// fast path must not pay for that, so each thread keeps one countdown per
+// span class, in objects: for objects of one size the gap is geometric,
+// ceil(Exp(rate)/s), and the union of the per-class processes is the same
+// Poisson process. The slow path, which runs at least once per 64-slot word
+// of a span, accounts for the word's free slots in bulk and, when the
+// countdown ends inside the word, *plants a sample point*: it takes the free
+// slots from the sampled one on out of alloc_cache (span.sample_hold), so
+// the fast path hands out the ones before it and then falls into the slow
+// path exactly at the sampled object.
 //
 // Invariants, under mu_:
 //   (P1) live_ holds exactly the sampled objects not yet swept as free;
@@ -16,10 +29,13 @@
 //   (P3) a span with a sampled object is not freed before the sweeper has
 //        reported that object's free (sweep_span runs first), so every
 //        entry of live_ lies in an in-use span.
+//   (P4) a planted sample point lives only in a span held by a thread cache,
+//        within alloc_cache's word, at or after free_index; the cache
+//        unplants before the span leaves it (Span's (S3) counts held bits).
 //
-// Cost: with rate 0 the heap's fast path is untouched (Heap::update_fast_id);
-// with a rate, each allocation takes the out-of-line entry and subtracts its
-// size from the countdown; only a sample takes a stack (backtrace) and mu_.
+// Cost: the fast path is the same with the profiler on or off. With rate 0
+// the slow path pays one load; with a rate, a few instructions per word, and
+// one extra slow-path call per sample, which takes a stack (backtrace) and mu_.
 // mu_ is a leaf lock: nothing is called while it is held but the C++ library.
 #pragma once
 
@@ -56,20 +72,35 @@ public:
     /// Returns the previous rate; throws std::invalid_argument if negative.
     int set_rate(int rate);
 
-    /// Counts an allocation of `bytes` (its slot size) at `object` against
-    /// the calling thread's countdown and samples it when the countdown runs
-    /// out. `caller` is the return address of the heap's entry point: the
-    /// recorded stack starts there, so gcheap's own frames are left out.
-    void note_allocation(ThreadCache* cache, std::uintptr_t object, std::size_t bytes, const void* caller) {
-        const int r = rate_.load(std::memory_order_relaxed);
-        if (r == 0) return;
-        if (cache->sample_epoch != epoch_.load(std::memory_order_relaxed)) reset_countdown(cache, r);
-        if (r != 1 && static_cast<std::int64_t>(bytes) < cache->next_sample) {
-            cache->next_sample -= static_cast<std::int64_t>(bytes);
-            return;
-        }
-        sample(cache, object, bytes, caller, r);
+    /// Restores a span's held free bits into its alloc_cache (P4); the slow
+    /// path calls it before it looks for a free slot, and a cache before it
+    /// lets the span go. Returns the planted slot, or Span::kNoSamplePoint.
+    static std::uint32_t unplant(Span& span) {
+        const std::uint32_t base = span.sample_base;
+        if (base == Span::kNoSamplePoint) return base;
+        span.alloc_cache |= span.sample_hold << (base - span.free_index.load(std::memory_order_relaxed));
+        span.sample_base = Span::kNoSamplePoint;
+        span.sample_hold = 0;
+        return base;
     }
+
+    /// The small-object slow path, in the owner's allocation region, after
+    /// it allocated slot `index` of its cached `span` (`planted`: what
+    /// unplant() returned before): whether that object is sampled. Plants the
+    /// next sample point in what is left of the cached word.
+    bool after_slow_alloc(ThreadCache* cache, Span& span, std::size_t spc, std::uint32_t index,
+                          std::uint32_t planted) {
+        if (rate_.load(std::memory_order_relaxed) == 0) return false;
+        return account_slow_alloc(cache, span, spc, index, planted);
+    }
+
+    /// A large allocation of `bytes`: whether it is sampled (probability
+    /// 1 - exp(-bytes/rate), the chance a sample point falls in it).
+    bool sample_large(ThreadCache* cache, std::size_t bytes);
+
+    /// Records a sampled object: its stack from backtrace(), starting at the
+    /// frame that returns to `entry` (gcheap's own frames are left out).
+    void record(std::uintptr_t object, Span& span, std::size_t bytes, const void* entry);
 
     /// The sweeper, before `span` is swept: forgets the sampled objects
     /// among its unmarked allocated slots. Only called when span.profiled != 0.
@@ -98,9 +129,11 @@ private:
         std::size_t operator()(const BucketKey& k) const;
     };
 
-    void reset_countdown(ThreadCache* cache, int rate);
-    static std::int64_t next_sample(ThreadCache* cache, int rate);
-    void sample(ThreadCache* cache, std::uintptr_t object, std::size_t bytes, const void* caller, int rate);
+    bool account_slow_alloc(ThreadCache* cache, Span& span, std::size_t spc, std::uint32_t index,
+                            std::uint32_t planted);
+    void refresh(ThreadCache* cache);
+    static double uniform(ThreadCache* cache);
+    static std::uint32_t draw(ThreadCache* cache, int rate, std::size_t size);
     int estimate_rate() const;
 
     const ArenaIndex& index_;
