@@ -27,14 +27,6 @@ void warm_up_backtrace() {
     (void)backtrace(frames, 2);
 }
 
-// The public functions whose frames a stack should not start with.
-bool is_api_frame(void* return_address) {
-    void* fn = _Unwind_FindEnclosingFunction(static_cast<char*>(return_address) - 1);
-    return fn != nullptr && (fn == reinterpret_cast<void*>(&gcheap::alloc) ||
-                             fn == reinterpret_cast<void*>(&gcheap::alloc_noscan) ||
-                             fn == reinterpret_cast<void*>(&gcheap::alloc_aligned));
-}
-
 std::uint64_t xorshift(std::uint64_t& state) {
     state ^= state << 13;
     state ^= state >> 7;
@@ -71,6 +63,20 @@ int Profiler::set_rate(int rate) {
 int Profiler::estimate_rate() const {
     const int r = last_rate_.load(std::memory_order_relaxed);
     return r == 0 ? 1 : r;
+}
+
+// The public functions whose frames a stack should not start with.
+bool Profiler::is_api_frame(void* return_address) {
+    const auto ra = reinterpret_cast<std::uintptr_t>(return_address);
+    const std::size_t slot = (ra ^ (ra >> 12)) % kFrameCache;
+    if (api_frames_[slot].load(std::memory_order_relaxed) == ra) return true;
+    if (other_frames_[slot].load(std::memory_order_relaxed) == ra) return false;
+    void* fn = _Unwind_FindEnclosingFunction(static_cast<char*>(return_address) - 1);
+    const bool api = fn != nullptr && (fn == reinterpret_cast<void*>(&gcheap::alloc) ||
+                                       fn == reinterpret_cast<void*>(&gcheap::alloc_noscan) ||
+                                       fn == reinterpret_cast<void*>(&gcheap::alloc_aligned));
+    (api ? api_frames_ : other_frames_)[slot].store(ra, std::memory_order_relaxed);
+    return api;
 }
 
 void Profiler::refresh(ThreadCache* cache) {
@@ -177,6 +183,7 @@ void Profiler::record(std::uintptr_t object, Span& span, std::size_t bytes, cons
         }
         if (live_.emplace(object, bucket).second) {
             ++bucket->allocs;
+            by_span_[&span].push_back(object);
             span.profiled.fetch_add(1, std::memory_order_relaxed);
         }
     } catch (const std::bad_alloc&) {
@@ -186,15 +193,23 @@ void Profiler::record(std::uintptr_t object, Span& span, std::size_t bytes, cons
 
 void Profiler::sweep_span(Span& span) {
     MutatorLock<> lock(mu_);
-    for (std::uint32_t i = 0; i < span.nelems && span.profiled.load(std::memory_order_relaxed) != 0; ++i) {
-        const bool marked = (span.mark_bits()[i / 64] >> (i % 64)) & 1;
-        if (marked || !span.is_allocated(i)) continue;
-        auto it = live_.find(span.object_base(i));
-        if (it == live_.end()) continue;
+    auto found = by_span_.find(&span);
+    if (found == by_span_.end()) return;
+    std::vector<std::uintptr_t>& objects = found->second;
+    for (std::size_t i = 0; i < objects.size();) {
+        const std::uint32_t index = span.object_index(objects[i]);
+        if ((span.mark_bits()[index / 64] >> (index % 64)) & 1) {
+            ++i;  // survives this cycle
+            continue;
+        }
+        auto it = live_.find(objects[i]);
         ++it->second->frees;
         live_.erase(it);
+        objects[i] = objects.back();
+        objects.pop_back();
         span.profiled.fetch_sub(1, std::memory_order_relaxed);
     }
+    if (objects.empty()) by_span_.erase(found);
 }
 
 std::vector<MemProfileRecord> Profiler::records() {

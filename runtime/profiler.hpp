@@ -23,7 +23,7 @@
 // Invariants, under mu_:
 //   (P1) live_ holds exactly the sampled objects not yet swept as free;
 //        for each bucket, allocs - frees == its entries in live_.
-//   (P2) span.profiled == the entries of live_ inside that span, so a span
+//   (P2) span.profiled == the entries of live_ inside that span (by_span_), so a span
 //        with profiled == 0 holds no sampled object and the sweeper skips it
 //        without taking mu_ (zero cost when nothing was sampled there).
 //   (P3) a span with a sampled object is not freed before the sweeper has
@@ -44,6 +44,7 @@
 
 #include <gcheap/profiler.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -62,7 +63,7 @@ double scale_sample(double sampled, std::size_t size, int rate);
 
 class Profiler {
 public:
-    static constexpr int kMaxStack = 64;
+    static constexpr int kMaxStack = 32;  // frames per stack, as Go's memory profile kept
 
     Profiler(const ArenaIndex& index, int rate);
     Profiler(const Profiler&) = delete;
@@ -145,6 +146,15 @@ private:
     std::unordered_map<BucketKey, Bucket*, BucketKeyHash> buckets_;  // keys point into the buckets
     std::vector<std::unique_ptr<Bucket>> bucket_store_;
     std::unordered_map<std::uintptr_t, Bucket*> live_;  // sampled object base -> its bucket
+    // The same objects by span, so that sweeping a span with samples costs
+    // O(its samples), not O(its slots): (P2) span.profiled == by_span_[span].size().
+    std::unordered_map<const Span*, std::vector<std::uintptr_t>> by_span_;
+    // Return addresses already classified by is_api_frame(), direct-mapped:
+    // the unwinder's lookup costs more than the rest of a sample.
+    static constexpr std::size_t kFrameCache = 256;
+    std::array<std::atomic<std::uintptr_t>, kFrameCache> api_frames_{};
+    std::array<std::atomic<std::uintptr_t>, kFrameCache> other_frames_{};
+    bool is_api_frame(void* return_address);
 };
 
 }  // namespace gcheap::detail
