@@ -51,6 +51,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
         }
         result.freed_objects = 1;
         result.released_pages = span->npages;
+        if (span->profiled.load(std::memory_order_relaxed) != 0) heap_.profiler_.sweep_span(*span);
         if (heap_.debug().clobberfree()) clobber(span->base, span->elem_size);
         std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
         heap_.large_free_bytes_ += span->elem_size;
@@ -63,6 +64,11 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
     for (std::uint32_t w = 0; w < words; ++w) marked += static_cast<std::uint32_t>(std::popcount(span->mark_bits()[w]));
     result.freed_objects = span->alloc_count.load(std::memory_order_relaxed) - marked;
     if (result.freed_objects != 0 && heap_.debug().clobberfree()) clobber_unmarked(*span);
+    // Sampled objects among the freed ones leave the heap profile (the
+    // check costs one load per span; nothing when no sample lives here).
+    if (result.freed_objects != 0 && span->profiled.load(std::memory_order_relaxed) != 0) {
+        heap_.profiler_.sweep_span(*span);
+    }
     // The mark bits become the alloc bits; the old alloc bits, cleared, the next mark bits.
     span->alloc_bits_index ^= 1;
     std::memset(span->mark_bits(), 0, words * sizeof(std::uint64_t));

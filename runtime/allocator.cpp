@@ -24,6 +24,23 @@
 
 namespace gcheap::detail {
 
+namespace {
+
+// Internal paths that allocate through alloc_small / alloc_large name their
+// caller as the start of a sampled object's stack (Profiler::record).
+class SampleEntry {
+public:
+    SampleEntry(ThreadCache* cache, const void* entry) : cache_(cache) { cache_->sample_entry = entry; }
+    ~SampleEntry() { cache_->sample_entry = nullptr; }
+    SampleEntry(const SampleEntry&) = delete;
+    SampleEntry& operator=(const SampleEntry&) = delete;
+
+private:
+    ThreadCache* cache_;
+};
+
+}  // namespace
+
 void Heap::maybe_collect() {
     if (collector_->should_trigger(heap_live_.load(std::memory_order_relaxed))) collector_->collect_triggered();
 }
@@ -70,6 +87,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     Span* old = cache->spans[spc];
     cache->spans[spc] = &empty_span_;  // (T1) holds whatever happens below
     if (old != &empty_span_) {
+        Profiler::unplant(*old);
         heap_live_.fetch_sub(std::uint64_t{old->free_slots()} * old->elem_size, std::memory_order_relaxed);
         central_of(old).uncache_span(old);
     }
@@ -79,43 +97,63 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
 }
 
 [[gnu::noinline]] void* Heap::alloc_small_slow(ThreadCache* cache, std::size_t spc) {
+    // Where a sampled object's stack starts: our caller, or the caller of
+    // an internal path that set sample_entry (alloc_tiny_slow, alloc_aligned).
+    const void* entry = cache->sample_entry != nullptr ? cache->sample_entry : __builtin_return_address(0);
     // The rest of the cached span's bitmap belongs to this thread alone: no gate.
     {
         void* p = nullptr;
+        Span* sampled = nullptr;
         {
             AllocRegion region(tls_cache_slot);
             Span* span = cache->spans[spc];
+            const std::uint32_t planted = Profiler::unplant(*span);
             const std::uint32_t index = span->next_free_index();
             if (index != span->nelems) {
                 span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1,
                                         std::memory_order_relaxed);
                 p = reinterpret_cast<void*>(span->object_base(index));
                 if (span->needzero) std::memset(p, 0, span->elem_size);
+                if (profiler_.after_slow_alloc(cache, *span, spc, index, planted)) sampled = span;
             }
+        }
+        if (sampled != nullptr) [[unlikely]] {
+            profiler_.record(reinterpret_cast<std::uintptr_t>(p), *sampled, sampled->elem_size, entry);
         }
         if (p != nullptr) return p;
     }
     maybe_collect();
     for (int attempt = 0;; ++attempt) {
         void* p = nullptr;
+        Span* sampled = nullptr;
         std::size_t zero_bytes = 0;
         {
+            // The gate keeps world stops out while the profiler may plant a
+            // sample point in the span, as it keeps them out of the refill.
             SharedGate gate(gate_);
             Span* span = cache->spans[spc];
+            std::uint32_t planted = Profiler::unplant(*span);
             std::uint32_t index = span->next_free_index();  // a collection may have flushed the cache
             if (index == span->nelems) {
                 span = refill_cache_locked(cache, spc);
-                if (span != nullptr) index = span->next_free_index();
+                if (span != nullptr) {
+                    planted = Span::kNoSamplePoint;
+                    index = span->next_free_index();
+                }
             }
             if (span != nullptr) {
                 span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1,
                                         std::memory_order_relaxed);
                 p = reinterpret_cast<void*>(span->object_base(index));
                 if (span->needzero) zero_bytes = span->elem_size;
+                if (profiler_.after_slow_alloc(cache, *span, spc, index, planted)) sampled = span;
             }
         }
         if (p != nullptr) {
             if (zero_bytes != 0) std::memset(p, 0, zero_bytes);
+            if (sampled != nullptr) [[unlikely]] {
+                profiler_.record(reinterpret_cast<std::uintptr_t>(p), *sampled, sampled->elem_size, entry);
+            }
             return p;
         }
         // The OS refused memory: free some and retry once, unless collection is off.
@@ -125,7 +163,13 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
 }
 
 [[gnu::noinline]] void* Heap::alloc_tiny_slow(ThreadCache* cache, std::size_t size) {
-    auto* block = static_cast<unsigned char*>(alloc_small(cache, span_class(kTinySizeClass, true)));
+    // A sampled block's stack starts at our caller (Go samples a tiny block
+    // when it is taken, for the object that takes it).
+    unsigned char* block;
+    {
+        SampleEntry entry(cache, __builtin_return_address(0));
+        block = static_cast<unsigned char*>(alloc_small(cache, span_class(kTinySizeClass, true)));
+    }
     AllocRegion region(tls_cache_slot);
     // Keep whichever block has more room left: the new one after this object,
     // or the old one.
@@ -173,6 +217,14 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
             // may scan stale bytes: that can retain garbage for a cycle, never
             // lose an object.
             dirty.zero(reinterpret_cast<std::uintptr_t>(object), span->elem_size);
+            if (profiler_.rate() != 0) [[unlikely]] {
+                ThreadCache* cache = tls_cache_slot.heap_id == id_ ? tls_cache_slot.cache : nullptr;
+                if (profiler_.sample_large(cache, span->elem_size)) {
+                    const void* entry = cache->sample_entry != nullptr ? cache->sample_entry
+                                                                       : __builtin_return_address(0);
+                    profiler_.record(reinterpret_cast<std::uintptr_t>(object), *span, span->elem_size, entry);
+                }
+            }
             gcheap::keep_alive(object);
             return object;
         }
@@ -188,16 +240,17 @@ void* Heap::alloc_aligned(std::size_t size, std::size_t alignment, bool noscan) 
     if (alignment > kPageSize) throw std::bad_alloc();  // documented limit
     ThreadCache* cache = current_cache();
     if (size == 0) return alloc_zero_size();
+    SampleEntry entry(cache, __builtin_return_address(0));
+    void* p = nullptr;
     if (size <= kMaxSmallSize) {
         // Objects of a class whose size is a multiple of `alignment` are
         // aligned to it, because spans start on page boundaries.
         std::size_t size_class = size_to_class(size);
         while (size_class < kNumSizeClasses && kClassSize[size_class] % alignment != 0) ++size_class;
-        if (size_class < kNumSizeClasses) {
-            return alloc_small(cache, span_class(size_class, noscan));
-        }
+        if (size_class < kNumSizeClasses) p = alloc_small(cache, span_class(size_class, noscan));
     }
-    return alloc_large(std::max(size, kMaxSmallSize + 1), noscan);  // page-aligned
+    if (p == nullptr) p = alloc_large(std::max(size, kMaxSmallSize + 1), noscan);  // page-aligned
+    return p;
 }
 
 }  // namespace gcheap::detail

@@ -6,6 +6,15 @@
 #include "runtime/heap_map.hpp"
 #include "runtime/scavenger.hpp"
 
+#include <fmt/format.h>
+
+#include <execinfo.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <system_error>
+
 namespace gcheap {
 
 void* alloc(std::size_t bytes) { return detail::default_heap().alloc(bytes, false); }
@@ -72,6 +81,52 @@ FragmentationReport fragmentation_report() { return detail::default_heap().fragm
 void write_heap_map(const char* path) { detail::write_heap_map(detail::default_heap(), path); }
 
 bool is_sparse(const void* object, double threshold) { return detail::default_heap().is_sparse(object, threshold); }
+
+int set_mem_profile_rate(int bytes) { return detail::default_heap().set_mem_profile_rate(bytes); }
+
+std::vector<MemProfileRecord> mem_profile() { return detail::default_heap().profiler().records(); }
+
+double scale_heap_sample(double sampled, std::size_t size, int rate) {
+    return detail::scale_sample(sampled, size, rate);
+}
+
+void write_heap_profile(const char* path) {
+    std::FILE* out = std::fopen(path, "w");
+    if (out == nullptr) {
+        throw std::system_error(errno, std::generic_category(), fmt::format("gcheap::write_heap_profile: {}", path));
+    }
+    const bool written = detail::default_heap().profiler().write_legacy(out);
+    const int error = errno;
+    if (std::fclose(out) != 0 || !written) {
+        throw std::system_error(written ? errno : error, std::generic_category(),
+                                fmt::format("gcheap::write_heap_profile: {}", path));
+    }
+}
+
+SparseSiteReport sparse_span_sites(double threshold) {
+    return detail::default_heap().profiler().sparse_sites(threshold);
+}
+
+std::string to_text(const SparseSiteReport& report) {
+    std::string out = fmt::format(
+        "allocation sites with sampled live objects on spans under {:.0f}% full (profile rate {} B): {} sites, ~{} B\n",
+        report.threshold * 100, report.rate, report.sites.size(), report.estimated_bytes);
+    for (const SparseSite& site : report.sites) {
+        out += fmt::format("\n~{:.0f} objects, ~{:.0f} B on {} sparse spans ({} objects, {} B sampled)\n",
+                           site.estimated_objects, site.estimated_bytes, site.spans, site.sampled_objects,
+                           site.sampled_bytes);
+        // backtrace_symbols names what the dynamic symbol table knows
+        // (link with -rdynamic for more), else module+offset.
+        std::vector<void*> frames;
+        for (std::uintptr_t pc : site.stack) frames.push_back(reinterpret_cast<void*>(pc));
+        char** names = frames.empty() ? nullptr : backtrace_symbols(frames.data(), static_cast<int>(frames.size()));
+        for (std::size_t i = 0; i < frames.size(); ++i) {
+            out += fmt::format("    {:#x} {}\n", site.stack[i], names != nullptr ? names[i] : "");
+        }
+        std::free(names);  // NOLINT: backtrace_symbols' malloc'd array
+    }
+    return out;
+}
 
 void* detail::relocate_object(const void* object, std::size_t type_size) {
     return detail::default_heap().relocate(object, type_size);

@@ -25,6 +25,7 @@ Heap::Heap(const HeapOptions& options)
       fast_id_(id_),
       debug_(DebugOptions{}),
       arena_index_(os_),
+      profiler_(arena_index_, options.mem_profile_rate),
       pages_(os_, arena_index_),
       cache_pool_(os_) {
     partitions_[0] = std::make_unique<PartitionState>(0);
@@ -100,6 +101,8 @@ DebugOptions Heap::set_debug(const DebugOptions& options) {
     fast_id_.store(options.torture != 0 ? kNoFastPath : id_, std::memory_order_relaxed);
     return previous;
 }
+
+int Heap::set_mem_profile_rate(int rate) { return profiler_.set_rate(rate); }
 
 ThreadCache* Heap::bound_cache_slow() {
     ThreadCache* cache = tls_cache_slot.heap_id == id_ ? tls_cache_slot.cache : cache_for_current_thread();
@@ -184,6 +187,7 @@ void Heap::flush_cache_locked(ThreadCache* cache) {
         Span* span = cache->spans[spc];
         if (span == &empty_span_) continue;
         cache->spans[spc] = &empty_span_;
+        Profiler::unplant(*span);  // the span's whole alloc_cache goes back with it
         heap_live_.fetch_sub(std::uint64_t{span->free_slots()} * span->elem_size, std::memory_order_relaxed);
         central_of(span).uncache_span(span);
     }

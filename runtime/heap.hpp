@@ -22,6 +22,7 @@
 #include "runtime/os_memory.hpp"
 #include "runtime/page_heap.hpp"
 #include "runtime/partition.hpp"
+#include "runtime/profiler.hpp"
 #include "runtime/size_classes.hpp"
 #include "runtime/span.hpp"
 #include "runtime/sync.hpp"
@@ -140,6 +141,11 @@ public:
     /// Returns the previous modes.
     DebugOptions set_debug(const DebugOptions& options);
 
+    /// The sampling heap profiler (profiler.hpp).
+    Profiler& profiler() { return profiler_; }
+    /// gcheap::set_mem_profile_rate on this heap: returns the previous rate.
+    int set_mem_profile_rate(int rate);
+
     Collector& collector() { return *collector_; }
     Scavenger& scavenger() { return *scavenger_; }
     /// Sys - HeapSys: metadata mapped outside the heap arenas.
@@ -233,6 +239,7 @@ private:
     std::atomic<std::uint64_t> torture_allocs_{0};
     OsMemory os_;
     ArenaIndex arena_index_;
+    Profiler profiler_;
     PageHeap pages_;
     // Slot 0 is the default partition. Slots are allocated in order and live
     // as long as the heap (P4), so readers that load partition_slots_ may walk

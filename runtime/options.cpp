@@ -145,6 +145,15 @@ HeapOptions HeapOptions::from_environment() {
              if (parse_int(value, n) && n >= 0 && n <= 1024) o.mark_threads = static_cast<unsigned>(n);
              else warn(name, value);
          }},
+        {"GCHEAP_MEMPROFILERATE",
+         [](HeapOptions& o, const char* name, const char* value) {
+             long long n = 0;
+             if (parse_int(value, n) && n >= 0 && n <= std::numeric_limits<int>::max()) {
+                 o.mem_profile_rate = static_cast<int>(n);
+             } else {
+                 warn(name, value);
+             }
+         }},
     };
     for (const Variable& v : kVariables) {
         if (const char* value = std::getenv(v.name)) v.apply(options, v.name, value);

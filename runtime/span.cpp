@@ -28,6 +28,9 @@ void Span::init(std::uintptr_t base_addr, std::size_t pages, std::size_t spc, bo
     free_index.store(0, std::memory_order_relaxed);
     alloc_count.store(0, std::memory_order_relaxed);
     alloc_count_at_cache = 0;
+    profiled.store(0, std::memory_order_relaxed);
+    sample_base = kNoSamplePoint;
+    sample_hold = 0;
     sweepgen.store(0, std::memory_order_relaxed);
     alloc_bits_index = 0;
     std::memset(bits, 0, sizeof bits);
@@ -83,9 +86,14 @@ const char* Span::verify() const {
     if (allocated != alloc_count.load(std::memory_order_relaxed)) return "alloc_count differs from allocated slots";
     // (S3): within the word of free_index, cached bits mirror the bitmap.
     const std::uint32_t word_end = std::min<std::uint32_t>((free_index / 64 + 1) * 64, nelems);
+    std::uint64_t cache = alloc_cache;
+    if (sample_base != kNoSamplePoint) {
+        if (sample_base < free_index || sample_base >= word_end) return "sample point outside the cached word";
+        cache |= sample_hold << (sample_base - free_index);
+    }
     if (free_index < nelems) {
         for (std::uint32_t i = free_index; i < word_end; ++i) {
-            const bool cached_free = (alloc_cache >> (i - free_index)) & 1;
+            const bool cached_free = (cache >> (i - free_index)) & 1;
             if (cached_free == alloc_bit(i)) return "alloc_cache disagrees with alloc bits";
         }
     }

@@ -15,6 +15,8 @@
 //        within the current 64-slot word
 //   (S4) base .. base + npages*kPageSize is mapped by the page map to this span
 //        while state == kInUse.
+//   With a planted sample point, (S3) holds for alloc_cache | sample_hold << (sample_base - free_index)
+//        (profiler.hpp).
 //
 // Ownership: a span's allocation state belongs to the thread cache holding it;
 // when no cache holds it, to its central list's lock. alloc_count is an atomic
@@ -64,6 +66,17 @@ struct Span {
     std::uint64_t alloc_cache = 0;
     std::atomic<std::uint32_t> alloc_count{0};
     std::uint32_t alloc_count_at_cache = 0;  // alloc_count when a thread cache took the span
+    // The heap profiler's planted sample point (profiler.hpp, P4): while
+    // sample_base != kNoSamplePoint, the free slots of the current word from
+    // sample_base on are held here (bit 0 = slot sample_base) instead of in
+    // alloc_cache, so that the fast path stops just before the sampled slot.
+    static constexpr std::uint32_t kNoSamplePoint = ~std::uint32_t{0};
+    std::uint32_t sample_base = kNoSamplePoint;
+    std::uint64_t sample_hold = 0;
+
+    // Sampled objects of the heap profiler in this span (profiler.hpp, P2):
+    // the sweeper looks for their frees only when it is non-zero.
+    std::atomic<std::uint32_t> profiled{0};
 
     // Collector state.
     std::atomic<std::uint32_t> sweepgen{0};

@@ -42,6 +42,15 @@ struct ThreadCache {
     std::size_t tiny_offset = 0;
     std::atomic<std::uint64_t> tiny_allocs{0};  // tiny objects packed since the last fold
 
+    // The heap profiler's sampling state (profiler.hpp), the owner thread's alone.
+    // sample_left[spc]: allocations of the span class up to and including the
+    // next sampled one, not yet accounted for; 0 = draw afresh (or a sample
+    // point is planted in the cached span).
+    std::array<std::uint32_t, kNumSpanClasses> sample_left{};
+    std::uint64_t sample_rng = 0;           // xorshift state; 0 = not seeded yet
+    std::uint32_t sample_epoch = 0;         // Profiler's epoch when sample_left was drawn
+    const void* sample_entry = nullptr;     // an internal caller's return address (alloc_tiny_slow)
+
     ThreadCache* registry_next = nullptr;
     ThreadCache* registry_prev = nullptr;
     CacheBinding* binding = nullptr;  // the owner thread's link back to this cache

@@ -9,6 +9,7 @@
 #include <gcheap/mem_stats.hpp>
 #include <gcheap/options.hpp>
 #include <gcheap/partition.hpp>
+#include <gcheap/profiler.hpp>
 #include <gcheap/relocation.hpp>
 
 #include <cstddef>

@@ -63,11 +63,16 @@ struct HeapOptions {
     bool background_scavenger = true;
     /// GCHEAP_DEBUG: verification modes, off by default.
     DebugOptions debug;
+    /// GCHEAP_MEMPROFILERATE (Go's MemProfileRate): sample one allocation per
+    /// this many bytes for the heap profiler; 0 (the default) turns it off,
+    /// 1 samples every allocation (gcheap/profiler.hpp).
+    int mem_profile_rate = 0;
 
     /// Options from GCHEAP_GOGC ("off" or a percentage), GCHEAP_MEMLIMIT
     /// (bytes with an optional B, KiB, MiB, GiB or TiB suffix), GCHEAP_GCTRACE,
-    /// GCHEAP_MARK_THREADS and GCHEAP_SCAVENGER (on or off); GCHEAP_DEBUG is read
-    /// by every heap itself (DebugOptions::from_environment). Unparsable values are reported on stderr and
+    /// GCHEAP_MARK_THREADS, GCHEAP_SCAVENGER (on or off) and
+    /// GCHEAP_MEMPROFILERATE (bytes); GCHEAP_DEBUG is read by every heap itself
+    /// (DebugOptions::from_environment). Unparsable values are reported on stderr and
     /// ignored, as Go ignores a malformed GOGC.
     static HeapOptions from_environment();
 };
