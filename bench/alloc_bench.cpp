@@ -40,6 +40,8 @@
 //       objects per thread and run, never freed: about 2 GiB in all with
 //       --benchmark_repetitions=5); automatic collection is off
 //       (gcheap::set_gc_percent(-1)), since the batch is no root.
+//   gcheap_api_partition/alloc           gcheap_api/alloc inside a
+//       gcheap::PartitionScope (partitions must not slow the fast path).
 //   glibc/malloc_free, glibc/malloc_batch
 //   mimalloc/malloc_free, mimalloc/malloc_batch   mi_malloc/mi_free (API only;
 //       the process malloc stays glibc's, see bench/CMakeLists.txt)
@@ -263,6 +265,15 @@ void BM_gcheap_api(benchmark::State& state, std::size_t size) {
     run_batches<GcheapApiPolicy<Noscan>, true>(state, policy, size);
 }
 
+// The same inside a PartitionScope: the fast path must cost the same, since
+// a scope only points the thread's cache slot at the partition's cache.
+template <bool Noscan>
+void BM_gcheap_api_partition(benchmark::State& state, std::size_t size) {
+    static gcheap::Partition partition("bench");
+    gcheap::PartitionScope scope(partition);
+    BM_gcheap_api<Noscan>(state, size);
+}
+
 // ---------------------------------------------------------------------------
 // malloc-style allocators
 // ---------------------------------------------------------------------------
@@ -395,6 +406,7 @@ void register_all() {
         const auto api_iterations = static_cast<benchmark::IterationCount>(kApiBytesPerRun / size);
         add("gcheap_api/alloc", BM_gcheap_api<false>, size)->Iterations(api_iterations);
         add("gcheap_api/alloc_noscan", BM_gcheap_api<true>, size)->Iterations(api_iterations);
+        add("gcheap_api_partition/alloc", BM_gcheap_api_partition<false>, size)->Iterations(api_iterations);
     }
     for (std::size_t size : kSizes) {
         add("gcheap_notouch/alloc", BM_gcheap<false, false>, size);
