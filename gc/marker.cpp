@@ -60,12 +60,9 @@ unsigned Marker::ensure_helpers() {
     while (helpers_.size() + 1 < mark_threads_) {
         const auto index = static_cast<unsigned>(helpers_.size() + 1);
         std::thread helper;
-        if (const int error = os_.start_thread(helper, [this, index] { helper_main(index); })) {
-            // Not fatal: mark with fewer helpers, and try again next cycle.
-            if (!helper_failure_reported_) {
-                OsMemory::report_thread_failure("mark helper", error, "marking uses fewer threads");
-                helper_failure_reported_ = true;
-            }
+        // Not fatal: mark with fewer helpers, and try again next cycle.
+        if (!os_.start_optional_thread(helper, [this, index] { helper_main(index); }, "mark helper",
+                                       "marking uses fewer threads", helper_failure_reported_)) {
             break;
         }
         helpers_.push_back(std::move(helper));

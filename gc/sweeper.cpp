@@ -164,15 +164,11 @@ void Sweeper::wake_background() {
         std::lock_guard<std::mutex> lock(bg_mu_);
         // Started on first need, not with the heap; a failed start is retried
         // at the next wake-up and reported once. Sweeping goes on without it.
-        if (!background_.joinable()) {
-            if (const int error = heap_.os_memory().start_thread(background_, [this] { background_main(); })) {
-                if (!start_failure_reported_) {
-                    OsMemory::report_thread_failure("background sweeper", error,
-                                                    "spans are swept on allocation and by collect() instead");
-                    start_failure_reported_ = true;
-                }
-                return;
-            }
+        if (!background_.joinable() &&
+            !heap_.os_memory().start_optional_thread(background_, [this] { background_main(); }, "background sweeper",
+                                                     "spans are swept on allocation and by collect() instead",
+                                                     start_failure_reported_)) {
+            return;
         }
         bg_work_ = true;
     }

@@ -75,8 +75,20 @@ public:
             return ENOMEM;
         }
     }
-    /// Writes "gcheap: cannot start the <role> thread: <error>; <consequence>" to stderr.
-    static void report_thread_failure(const char* role, int error, const char* consequence);
+    /// start_thread() for a thread the heap can do without for a while (mark
+    /// helper, background sweeper, scavenger): on failure, the first time
+    /// (`reported` false) writes "gcheap: cannot start the <role> thread:
+    /// <error>; <consequence>" to stderr, and the caller retries later. True if started.
+    template <class F>
+    bool start_optional_thread(std::thread& thread, F&& body, const char* role, const char* consequence,
+                               bool& reported) {
+        const int error = start_thread(thread, std::forward<F>(body));
+        if (error != 0 && !reported) {
+            report_thread_failure(role, error, consequence);
+            reported = true;
+        }
+        return error == 0;
+    }
 
     /// Test hook: the `nth` next call of `kind` (1 = the very next) fails;
     /// with `sticky`, so does every later call until clear_faults_for_testing().
@@ -85,6 +97,7 @@ public:
 
 private:
     bool should_fail(OsCall kind);
+    static void report_thread_failure(const char* role, int error, const char* consequence);
 
     std::atomic<std::uint64_t> release_failures_{0};
     std::atomic<bool> prefault_supported_{true};

@@ -32,14 +32,10 @@ void Scavenger::wake() {
         // Started on first need, not with the heap; a failed start is retried
         // at the next wake-up and reported once.
         if (!thread_.joinable() && enabled_.load(std::memory_order_relaxed)) {
-            if (const int error = heap_.os_memory().start_thread(thread_, [this] { run(); })) {
-                if (!start_failure_reported_) {
-                    OsMemory::report_thread_failure("scavenger", error,
+            heap_.os_memory().start_optional_thread(thread_, [this] { run(); }, "scavenger",
                                                     "free pages return to the OS only through free_os_memory() "
-                                                    "and the memory limit until it starts");
-                    start_failure_reported_ = true;
-                }
-            }
+                                                    "and the memory limit until it starts",
+                                                    start_failure_reported_);
         }
     }
     cv_.notify_all();
