@@ -35,11 +35,13 @@
 //       dropped: allocation plus the marking and sweeping it causes, on
 //       memory the heap reuses (compare with boehm/...).
 //   gcheap_api/alloc, gcheap_api/alloc_noscan   the public gcheap::alloc()
-//       on the process-wide default heap, 16 B and 64 B only. The default heap
-//       cannot be reset, so these run a fixed number of iterations (32 MiB of
-//       objects per thread and run, never freed: about 2 GiB in all with
-//       --benchmark_repetitions=5); automatic collection is off
-//       (gcheap::set_gc_percent(-1)), since the batch is no root.
+//       on the process-wide default heap with its default settings (GOGC 100,
+//       one mark thread per CPU, background sweeper and scavenger), 16 B and
+//       64 B only: what a program using the public API pays. The batch array
+//       is a root (gcheap::add_roots) and a full batch is dropped, for the
+//       collector to reclaim, so memory is reused as in gcheap_gc. Time is
+//       the PROCESS's CPU time (MeasureProcessCPUTime), so that the mark
+//       helpers' and the background sweeper's work is charged too.
 //   gcheap_api_partition/alloc           gcheap_api/alloc inside a
 //       gcheap::PartitionScope (partitions must not slow the fast path).
 //   glibc/malloc_free, glibc/malloc_batch
@@ -84,8 +86,6 @@ namespace {
 constexpr std::size_t kSizes[] = {16, 64, 1024, 40960};
 constexpr std::size_t kMaxBatchObjects = std::size_t{64} << 10;
 constexpr std::size_t kMaxBatchBytes = std::size_t{64} << 20;
-// Objects per thread and run for the default-heap (never reset) variants.
-constexpr std::size_t kApiBytesPerRun = std::size_t{32} << 20;
 
 /// Objects per batch: 64 Ki, fewer for big objects (40 KiB -> 1 Ki).
 std::size_t batch_objects(std::size_t size) {
@@ -246,17 +246,24 @@ void BM_gcheap(benchmark::State& state, std::size_t size) {
     run_batches<GcheapPolicy<Noscan, Mode>, Touch>(state, policy, size);
 }
 
-// The public API on the default heap, which is never reset: bounded by a
-// fixed iteration count instead. The batch array is kept for an identical loop.
+// The public API on the default heap, which is never reset: the batch array
+// is a root of the default heap and full batches are dropped, as in
+// HeapMode::kCollect, so the heap reuses its memory instead of growing.
 template <bool Noscan>
 struct GcheapApiPolicy {
+    void** roots_begin = nullptr;
+    void** roots_end = nullptr;
+
     void** batch_array(std::size_t cap, std::vector<void*>& storage) {
         storage.assign(cap, nullptr);
+        roots_begin = storage.data();
+        roots_end = storage.data() + cap;
+        gcheap::add_roots(roots_begin, roots_end);
         return storage.data();
     }
     void* alloc(std::size_t size) { return Noscan ? gcheap::alloc_noscan(size) : gcheap::alloc(size); }
-    void recycle(void**, std::size_t) {}
-    void finish(void**, std::size_t) {}
+    void recycle(void** batch, std::size_t n) { std::fill(batch, batch + n, nullptr); }
+    void finish(void**, std::size_t) { gcheap::remove_roots(roots_begin, roots_end); }
 };
 
 template <bool Noscan>
@@ -400,13 +407,12 @@ void register_all() {
         add("gcheap/alloc", BM_gcheap<false, true>, size);
         add("gcheap/alloc_noscan", BM_gcheap<true, true>, size);
     }
-    // The default heap only grows: the public-API variants run for the two
-    // sizes where a call's overhead matters, to keep the process small.
+    // The public-API variants run for the two sizes where a call's overhead
+    // matters, on process CPU time (the collector's threads are charged).
     for (std::size_t size : {std::size_t{16}, std::size_t{64}}) {
-        const auto api_iterations = static_cast<benchmark::IterationCount>(kApiBytesPerRun / size);
-        add("gcheap_api/alloc", BM_gcheap_api<false>, size)->Iterations(api_iterations);
-        add("gcheap_api/alloc_noscan", BM_gcheap_api<true>, size)->Iterations(api_iterations);
-        add("gcheap_api_partition/alloc", BM_gcheap_api_partition<false>, size)->Iterations(api_iterations);
+        add("gcheap_api/alloc", BM_gcheap_api<false>, size)->MeasureProcessCPUTime();
+        add("gcheap_api/alloc_noscan", BM_gcheap_api<true>, size)->MeasureProcessCPUTime();
+        add("gcheap_api_partition/alloc", BM_gcheap_api_partition<false>, size)->MeasureProcessCPUTime();
     }
     for (std::size_t size : kSizes) {
         add("gcheap_notouch/alloc", BM_gcheap<false, false>, size);
@@ -450,9 +456,6 @@ int main(int argc, char** argv) {
                                 "one object per iteration, one byte written to it; batches of up to 64 Ki objects "
                                 "(64 MiB) recycled untimed; gcheap: fresh Heap per batch; ns_per_obj = CPU ns per "
                                 "object per thread");
-    // The default heap (gcheap_api/*) keeps its objects only in malloc
-    // memory, which the collector does not scan: no automatic collection.
-    gcheap::set_gc_percent(-1);
     register_all();
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

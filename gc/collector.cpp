@@ -88,7 +88,7 @@ Collector::Collector(Heap& heap, const HeapOptions& options)
       gctrace_(options.gctrace),
       started_ns_(monotonic_ns()),
       pacer_(options),
-      marker_(heap, mark_threads_for(options)),
+      marker_(heap, mark_threads_for(options), options.parallel_mark_min_bytes),
       sweeper_(heap, options.background_sweeper),
       finalizers_(heap) {}
 
@@ -146,7 +146,7 @@ void Collector::run_cycle(bool forced) {
     phase_.store(GcPhase::kMark, std::memory_order_relaxed);
     heap_.flush_all_caches_stopped();
     t.live_before = heap_.heap_live_.load(std::memory_order_relaxed);
-    marker_.begin_cycle();
+    marker_.begin_cycle(t.live_before);
     CheckMarker check(heap_, marker_);
     const bool checking = heap_.debug().checkmark() && check.begin();
     mark_roots_stopped(marker_, &t, checking ? &check : nullptr);

@@ -15,8 +15,8 @@ namespace {
 
 constexpr std::size_t kScanChunk = 64 * 1024;     // bytes of one large object scanned per work item
 constexpr std::size_t kShareThreshold = 64;       // keep at least this many items before sharing
-constexpr std::size_t kTransferBatch = 256;       // items moved to or from the pool at once
 constexpr std::uint64_t kIdleSpinNs = 20000;      // an idle worker polls the pool this long before it sleeps
+constexpr std::size_t kPrefetchMaxBytes = 1024;   // larger ranges skip the prefetch queue
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -41,8 +41,11 @@ bool test_and_set_mark(Span* span, std::uint32_t index, bool exclusive) {
 
 }  // namespace
 
-Marker::Marker(Heap& heap, unsigned mark_threads)
-    : index_(heap.arena_index()), os_(heap.os_memory()), mark_threads_(std::max(1u, mark_threads)) {
+Marker::Marker(Heap& heap, unsigned mark_threads, std::uint64_t parallel_min_bytes)
+    : index_(heap.arena_index()),
+      os_(heap.os_memory()),
+      mark_threads_(std::max(1u, mark_threads)),
+      parallel_min_bytes_(parallel_min_bytes) {
     for (unsigned i = 0; i < mark_threads_; ++i) workers_.push_back(std::make_unique<Worker>());
     helpers_.reserve(mark_threads_);  // a started helper always finds its place
 }
@@ -75,7 +78,11 @@ void Marker::set_stack_limit_for_testing(std::size_t entries) {
     pool_.set_limit(entries);
 }
 
-void Marker::begin_cycle() {
+void Marker::begin_cycle(std::uint64_t allocated_bytes) {
+    // The last cycle's marked bytes predict this one's work; before any
+    // cycle, what has been allocated is the only estimate.
+    const std::uint64_t expected = cycles_++ > 0 ? marked_bytes() : allocated_bytes;
+    parallel_ = !helpers_.empty() && expected >= parallel_min_bytes_;
     for (auto& w : workers_) {
         w->stack.clear();
         w->marked_bytes = 0;
@@ -83,7 +90,7 @@ void Marker::begin_cycle() {
     }
     pool_.clear();
     pool_items_.store(0, std::memory_order_relaxed);
-    exclusive_ = helpers_.empty();  // no helper thread can touch a mark bit this cycle
+    exclusive_.store(true, std::memory_order_relaxed);  // (M2)
     overflow_.store(false, std::memory_order_relaxed);
     overflow_rescans_ = 0;
 }
@@ -112,7 +119,7 @@ inline void Marker::grey_candidate(Worker& worker, std::uintptr_t candidate) {
     if (span == nullptr || candidate >= span->limit()) return;
     const std::uint32_t index = span->object_index(candidate);
     if (!span->is_allocated(index)) return;  // a free slot: stale value, ignore
-    if (!test_and_set_mark(span, index, exclusive_)) return;
+    if (!test_and_set_mark(span, index, exclusive_.load(std::memory_order_relaxed))) return;
     worker.marked_bytes += span->elem_size;
     if (span->noscan) return;
     const std::uintptr_t base = span->object_base(index);
@@ -133,12 +140,24 @@ GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worker, std::uintptr_t b
 }
 
 void Marker::scan_root_range(std::uintptr_t begin, std::uintptr_t end) {
-    if (begin < end) scan_words(*workers_[0], begin, end);
+    // Aligned here, so that the chunks a large range is split into are too
+    // (scan_words() would skip a word straddling an unaligned chunk boundary).
+    begin = (begin + sizeof(std::uintptr_t) - 1) & ~(sizeof(std::uintptr_t) - 1);
+    if (begin >= end) return;
+    // Queued, not scanned here, so that the parallel drain splits a large
+    // range among the workers like a large object (Boehm pushes roots too).
+    // The range stays valid: the world is stopped and the roots locked.
+    if (!workers_[0]->stack.push({begin, end})) scan_words(*workers_[0], begin, end);
 }
 
 void Marker::scan_stack(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack) {
-    scan_root_range(sp, hi);
-    for_each_fake_frame(sp, hi, fake_stack, [this](std::uintptr_t lo, std::uintptr_t end) { scan_root_range(lo, end); });
+    // Scanned at once: the collecting thread's own frames below `sp` are
+    // reused as soon as its caller returns.
+    Worker& self = *workers_[0];
+    if (sp < hi) scan_words(self, sp, hi);
+    for_each_fake_frame(sp, hi, fake_stack, [&](std::uintptr_t lo, std::uintptr_t end) {
+        if (lo < end) scan_words(self, lo, end);
+    });
 }
 
 bool Marker::grey(std::uintptr_t addr) {
@@ -151,7 +170,10 @@ void Marker::scan_object_words(std::uintptr_t base) {
     Span* span = index_.span_of(base);
     if (span == nullptr || span->noscan) return;
     const std::uintptr_t object = span->object_base(span->object_index(base));
-    if (!workers_[0]->stack.push({object, object + span->elem_size})) overflow_.store(true, std::memory_order_relaxed);
+    // The object itself is not marked, so no overflow rescan would find it: scan it now if it cannot wait.
+    if (!workers_[0]->stack.push({object, object + span->elem_size})) {
+        scan_words(*workers_[0], object, object + span->elem_size);
+    }
 }
 
 bool Marker::is_marked(std::uintptr_t addr) const {
@@ -163,44 +185,95 @@ bool Marker::is_marked(std::uintptr_t addr) const {
 }
 
 void Marker::share(Worker& worker) {
-    MarkRange batch[kTransferBatch];
+    MarkRange* batch = worker.transfer;
     const std::size_t n = worker.stack.take_bottom(batch, std::min(kTransferBatch, worker.stack.size() / 2));
+    std::size_t unqueued = 0;  // items neither stack could take, moved to the front of `batch`
     {
         std::lock_guard<std::mutex> lock(pool_mu_);
+        exclusive_.store(false, std::memory_order_relaxed);  // before anyone can take the batch
         for (std::size_t i = 0; i < n; ++i) {
-            if (!pool_.push(batch[i])) overflow_.store(true, std::memory_order_relaxed);  // rescan finds them
+            // An item may be a root range, which no rescan would find: it is
+            // never dropped, only kept or scanned here.
+            if (!pool_.push(batch[i]) && !worker.stack.push(batch[i])) batch[unqueued++] = batch[i];
         }
         pool_items_.store(pool_.size(), std::memory_order_relaxed);
     }
     pool_cv_.notify_all();
+    for (std::size_t i = 0; i < unqueued; ++i) scan_words(worker, batch[i].begin, batch[i].end);
 }
 
-void Marker::work(Worker& worker) {
+// Scans what the worker's stack holds until it is empty. Popped items wait in
+// a short FIFO after their first line is prefetched, so that up to
+// kPrefetchDistance objects are fetched from memory at once instead of one
+// cache miss after another: on a tree or list, the next object to scan is
+// almost always the one just greyed, whose memory is not in cache yet.
+void Marker::drain_own_stack(Worker& worker) {
+    MarkRange* queued = worker.prefetch_queue;
+    std::size_t oldest = 0;
+    std::size_t count = 0;
     for (;;) {
         MarkRange range;
-        while (worker.stack.pop(range)) {
+        if (worker.stack.pop(range)) {
             // A large range is split so others can help; if the rest cannot
             // be pushed, it is scanned here and now instead.
             if (range.end - range.begin > kScanChunk && worker.stack.push({range.begin + kScanChunk, range.end})) {
                 range.end = range.begin + kScanChunk;
             }
-            scan_words(worker, range.begin, range.end);
-            // Share only while someone waits and the last shared batch has
-            // been taken: one batch per idle worker, not one per object
-            // scanned while it wakes up.
-            if (active_ > 1 && worker.stack.size() > kShareThreshold && waiting_.load(std::memory_order_relaxed) > 0 &&
-                pool_items_.load(std::memory_order_relaxed) == 0) {
-                share(worker);
+            if ((count == 0 && worker.stack.empty()) || range.end - range.begin > kPrefetchMaxBytes) {
+                // Scanned at once: with nothing to overlap the fetch with (a
+                // list is marked one node at a time), or a large range, which
+                // the hardware prefetcher streams and which must stay
+                // shareable (the queue is not) rather than wait here.
+            } else {
+                __builtin_prefetch(reinterpret_cast<const void*>(range.begin));
+                if (count < kPrefetchDistance) {
+                    queued[(oldest + count++) % kPrefetchDistance] = range;
+                    continue;
+                }
+                std::swap(range, queued[oldest]);  // scan the oldest; the new one takes its place
+                oldest = (oldest + 1) % kPrefetchDistance;
             }
+        } else if (count > 0) {
+            range = queued[oldest];
+            oldest = (oldest + 1) % kPrefetchDistance;
+            --count;
+        } else {
+            return;
         }
+        scan_words(worker, range.begin, range.end);
+        // Share only while someone waits and the last shared batch has
+        // been taken: one batch per idle worker, not one per object
+        // scanned while it wakes up.
+        if (active_ > 1 && worker.stack.size() > kShareThreshold && waiting_.load(std::memory_order_relaxed) > 0 &&
+            pool_items_.load(std::memory_order_relaxed) == 0) {
+            share(worker);
+        }
+    }
+}
+
+void Marker::work(Worker& worker) {
+    for (;;) {
+        drain_own_stack(worker);
         std::unique_lock<std::mutex> lock(pool_mu_);
         for (;;) {
             if (!pool_.empty()) {
                 MarkRange item;
+                bool scan_item = false;
                 for (std::size_t i = 0; i < kTransferBatch && pool_.pop(item); ++i) {
-                    if (!worker.stack.push(item)) overflow_.store(true, std::memory_order_relaxed);
+                    if (!worker.stack.push(item)) {
+                        // Our stack is full: leave the rest (the pool has room
+                        // for what it just gave), or scan the item ourselves
+                        // if we could take none, so that marking progresses.
+                        if (i == 0) scan_item = true;
+                        else pool_.push(item);
+                        break;
+                    }
                 }
                 pool_items_.store(pool_.size(), std::memory_order_relaxed);
+                if (scan_item) {
+                    lock.unlock();
+                    scan_words(worker, item.begin, item.end);
+                }
                 break;
             }
             if (done_) return;
@@ -253,17 +326,26 @@ void Marker::helper_main(unsigned index) {
 void Marker::drain_parallel() {
     Worker& self = *workers_[0];
     const auto helpers = static_cast<unsigned>(helpers_.size());
-    if (helpers == 0) {
+    if (helpers == 0 || !parallel_) {
         active_ = 1;
         work(self);
         return;
     }
     {
         std::lock_guard<std::mutex> lock(pool_mu_);
-        // Seed the pool with everything greyed so far, so that helpers start at once.
-        MarkRange item;
-        while (self.stack.pop(item)) {
-            if (!pool_.push(item)) overflow_.store(true, std::memory_order_relaxed);
+        // Seed the pool with the oldest half of what was greyed so far, so
+        // that helpers start at once while this thread keeps the rest: moving
+        // everything would make both sides come back to the lock for it.
+        MarkRange* batch = self.transfer;
+        const std::size_t seed = self.stack.size() / 2;
+        if (seed > 0) exclusive_.store(false, std::memory_order_relaxed);
+        for (std::size_t left = seed; left > 0;) {
+            const std::size_t n = self.stack.take_bottom(batch, std::min(left, kTransferBatch));
+            for (std::size_t i = 0; i < n; ++i) {
+                // Back where it came from, which take_bottom() just made room in.
+                if (!pool_.push(batch[i])) self.stack.push(batch[i]);
+            }
+            left -= n;
         }
         active_ = helpers + 1;
         idle_ = 0;
@@ -275,9 +357,10 @@ void Marker::drain_parallel() {
     }
     pool_cv_.notify_all();
     work(self);
-    // Helpers still touch the pool until they leave work(): wait for them.
+    // Helpers still touch the pool and mark bits until they leave work(): wait for them.
     std::unique_lock<std::mutex> lock(pool_mu_);
     pool_cv_.wait(lock, [&] { return finished_ == helpers; });
+    exclusive_.store(true, std::memory_order_relaxed);
 }
 
 void Marker::drain_alone(Worker& worker) {

@@ -4,13 +4,16 @@
 // Every word in a root range or in a scanned object is a candidate pointer.
 // A candidate greys an object iff it points into an in-use span of this heap,
 // below the span's limit (not into its tail), at an allocated slot; interior
-// pointers count. Greying sets the object's mark bit (an atomic fetch-or, so
-// that two workers never both push it) and, unless the span is noscan, pushes
-// the object's words onto the worker's MarkStack. Large objects are scanned
+// pointers count. Greying sets the object's mark bit (an atomic fetch-or
+// while other workers may mark, so that two never both push it; a plain store
+// otherwise, see (M2)) and, unless the span is noscan, pushes the object's
+// words onto the worker's MarkStack. Popped objects are prefetched a few
+// objects ahead of their scan, to overlap cache misses. Large objects are scanned
 // in 64 KiB chunks so that work spreads across workers and no single item is
 // unbounded.
 //
-// Parallelism: the collecting thread and up to N-1 helper threads drain
+// Parallelism: in a cycle that follows one which marked at least
+// parallel_mark_min_bytes, the collecting thread and up to N-1 helper threads drain
 // their own stacks; a worker with surplus work while others wait moves the
 // oldest part of it (the largest pending subgraphs) to a shared pool, one
 // batch at a time, and an idle worker takes from the pool, spinning briefly
@@ -20,10 +23,11 @@
 //
 // Legal call order, once per cycle, world stopped:
 //   ensure_helpers() (before the stop: creating threads may allocate)
-//   begin_cycle() -> { scan_root_range() | grey() | scan_object_words() }* -> drain()
+//   begin_cycle(allocated) -> { scan_root_range() | grey() | scan_object_words() }* -> drain()
 //   -> { grey() -> drain() }* -> marked_bytes()
 // Invariant (M1): after drain(), every object reachable from the roots
 // given is marked (overflowed objects included: drain() rescans for them).
+// (M2), the rule for plain mark-bit stores, is at exclusive_ below.
 #pragma once
 
 #include "gc/mark_queue.hpp"
@@ -46,7 +50,9 @@ struct Span;
 
 class Marker {
 public:
-    Marker(Heap& heap, unsigned mark_threads);
+    /// Helpers mark only in cycles after one that marked at least
+    /// `parallel_min_bytes` (HeapOptions::parallel_mark_min_bytes).
+    Marker(Heap& heap, unsigned mark_threads, std::uint64_t parallel_min_bytes = 0);
     ~Marker();
     Marker(const Marker&) = delete;
     Marker& operator=(const Marker&) = delete;
@@ -55,8 +61,12 @@ public:
     /// stopping the world. Returns the number of threads that will mark.
     unsigned ensure_helpers();
 
-    void begin_cycle();
-    /// Conservatively scans [begin, end) (a root range) on the calling thread.
+    /// Starts a cycle; `allocated_bytes` (the heap's allocated bytes) sizes
+    /// the first cycle's work, which has no previous cycle to go by.
+    void begin_cycle(std::uint64_t allocated_bytes);
+    /// Conservatively scans [begin, end) (a registered root range), which
+    /// must stay unchanged until drain() returns: it is queued as work for
+    /// every mark worker.
     void scan_root_range(std::uintptr_t begin, std::uintptr_t end);
     /// Scans a stopped thread's stack [sp, hi); with AddressSanitizer, also the
     /// fake frames its words point into (cppgc's approach to detect_stack_use_after_return).
@@ -76,6 +86,8 @@ public:
     std::uint64_t scanned_bytes() const;
     std::uint64_t overflow_rescans() const { return overflow_rescans_; }
     unsigned mark_threads() const { return mark_threads_; }
+    /// Whether the current (or last) cycle's drains use the helper threads.
+    bool parallel_cycle() const { return parallel_; }
     /// Bytes mapped for mark stacks (MemStats.GCSys). No cycle may be running.
     std::size_t sys_bytes() const;
 
@@ -83,14 +95,23 @@ public:
     void set_stack_limit_for_testing(std::size_t entries);
 
 private:
-    struct Worker {
+    static constexpr std::size_t kPrefetchDistance = 8;  // popped objects being fetched before they are scanned
+    static constexpr std::size_t kTransferBatch = 256;   // items moved to or from the pool at once
+
+    // The arrays are here, not on the C stack: the collecting thread's stack
+    // is a root in later cycles, and stale copies of ranges would pin objects.
+    // Cache-line aligned: each worker writes its own on every object.
+    struct alignas(64) Worker {
         MarkStack stack;
+        MarkRange prefetch_queue[kPrefetchDistance];  // drain_own_stack()'s FIFO
+        MarkRange transfer[kTransferBatch];           // share() and the pool's seeding
         std::uint64_t marked_bytes = 0;
         std::uint64_t scanned_bytes = 0;
     };
 
     void grey_candidate(Worker& worker, std::uintptr_t candidate);
     void scan_words(Worker& worker, std::uintptr_t begin, std::uintptr_t end);
+    void drain_own_stack(Worker& worker);
     void work(Worker& worker);
     void share(Worker& worker);
     void drain_parallel();
@@ -101,10 +122,18 @@ private:
     const ArenaIndex& index_;
     OsMemory& os_;
     const unsigned mark_threads_;
+    const std::uint64_t parallel_min_bytes_;
+    bool parallel_ = false;  // this cycle's drains use the helpers
+    std::uint64_t cycles_ = 0;
     bool helper_failure_reported_ = false;
     std::vector<std::unique_ptr<Worker>> workers_;  // [0] is the collecting thread's
     std::atomic<bool> overflow_{false};
-    bool exclusive_ = false;  // this cycle marks on the collecting thread alone
+    // (M2) True while only the collecting thread can touch a mark bit, so
+    // that marking needs no atomic read-modify-write: during root scanning
+    // and overflow rescans, and in a parallel drain until work first enters
+    // the pool (a list never gets there). It turns false under pool_mu_
+    // before the pool receives anything, so a helper that takes work sees it.
+    std::atomic<bool> exclusive_{true};
     std::uint64_t overflow_rescans_ = 0;
 
     // Shared pool and termination detection, guarded by pool_mu_.

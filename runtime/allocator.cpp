@@ -30,13 +30,17 @@ namespace {
 // caller as the start of a sampled object's stack (Profiler::record).
 class SampleEntry {
 public:
-    SampleEntry(ThreadCache* cache, const void* entry) : cache_(cache) { cache_->sample_entry = entry; }
-    ~SampleEntry() { cache_->sample_entry = nullptr; }
+    // The outermost entry wins: it is the frame the caller of gcheap sees.
+    SampleEntry(ThreadCache* cache, const void* entry) : cache_(cache), outer_(cache->sample_entry) {
+        if (outer_ == nullptr) cache_->sample_entry = entry;
+    }
+    ~SampleEntry() { cache_->sample_entry = outer_; }
     SampleEntry(const SampleEntry&) = delete;
     SampleEntry& operator=(const SampleEntry&) = delete;
 
 private:
     ThreadCache* cache_;
+    const void* outer_;
 };
 
 }  // namespace
@@ -94,6 +98,26 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     Span* fresh = acquire_span(cache, spc);
     if (fresh != nullptr) cache->spans[spc] = fresh;
     return fresh;
+}
+
+[[gnu::noinline]] void* Heap::alloc_unbound(std::size_t size, bool noscan) {
+    ThreadCache* cache = bound_cache_slow();
+    // A sampled object's stack starts at our caller, not in this frame.
+    SampleEntry entry(cache, __builtin_return_address(0));
+    return alloc_with(cache, size, noscan);
+}
+
+[[gnu::noinline]] void* Heap::alloc_small_after_region(void* p, std::size_t zero_bytes, ThreadCache* cache,
+                                                         std::size_t spc) {
+    // A world stop may flush the cache here: nothing below reads the span.
+    if (tls_cache_slot.suspend_pending != 0) suspend_pending_thread();
+    if (p == nullptr) return alloc_small_slow(cache, spc);
+    return zero_bytes != 0 ? zero_slot(p, zero_bytes) : p;
+}
+
+[[gnu::noinline]] void* Heap::alloc_tiny_after_region(void* p, ThreadCache* cache, std::size_t size) {
+    if (tls_cache_slot.suspend_pending != 0) suspend_pending_thread();
+    return p != nullptr ? p : alloc_tiny_slow(cache, size);
 }
 
 [[gnu::noinline]] void* Heap::alloc_small_slow(ThreadCache* cache, std::size_t spc) {

@@ -17,9 +17,25 @@
 
 namespace gcheap {
 
-void* alloc(std::size_t bytes) { return detail::default_heap().alloc(bytes, false); }
+namespace {
 
-void* alloc_noscan(std::size_t bytes) { return detail::default_heap().alloc(bytes, true); }
+[[gnu::noinline]] void* alloc_on_new_default_heap(std::size_t bytes, bool noscan) {
+    return detail::create_default_heap().alloc(bytes, noscan);
+}
+
+// The first allocation of the process creates the heap in a separate call,
+// so that the fast path below needs no frame (see allocator.hpp).
+inline void* alloc_on_default_heap(std::size_t bytes, bool noscan) {
+    detail::Heap* heap = detail::g_default_heap.load(std::memory_order_acquire);
+    if (heap == nullptr) [[unlikely]] return alloc_on_new_default_heap(bytes, noscan);
+    return heap->alloc(bytes, noscan);
+}
+
+}  // namespace
+
+void* alloc(std::size_t bytes) { return alloc_on_default_heap(bytes, false); }
+
+void* alloc_noscan(std::size_t bytes) { return alloc_on_default_heap(bytes, true); }
 
 void* alloc_aligned(std::size_t bytes, std::size_t alignment) {
     return detail::default_heap().alloc_aligned(bytes, alignment, false);

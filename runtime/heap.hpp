@@ -197,8 +197,17 @@ private:
     friend class Sweeper;
     class AllocatorLock;
 
+    inline void* alloc_with(ThreadCache* cache, std::size_t size, bool noscan);
     inline void* alloc_small(ThreadCache* cache, std::size_t spc);
     inline void* alloc_tiny(ThreadCache* cache, std::size_t size);
+    /// alloc() for a thread whose slot does not hold this heap's cache under
+    /// fast_id_: binds it (bound_cache_slow()), then allocates.
+    void* alloc_unbound(std::size_t size, bool noscan);
+    /// The fast paths' exits after their allocation region: parks the thread
+    /// for a pending world stop, then takes the slow path if `p` is null,
+    /// or zeroes `zero_bytes` at `p`.
+    void* alloc_small_after_region(void* p, std::size_t zero_bytes, ThreadCache* cache, std::size_t spc);
+    void* alloc_tiny_after_region(void* p, ThreadCache* cache, std::size_t size);
     ThreadCache* cache_for_current_thread();
     /// This thread's cache for this heap: the TLS slot on the fast path,
     /// bound_cache_slow() otherwise (allocator.hpp).

@@ -23,6 +23,7 @@ void Span::init(std::uintptr_t base_addr, std::size_t pages, std::size_t spc, bo
         nelems = class_objects(size_class);
         div_magic = class_div_magic(size_class);
     }
+    limit_addr = base + static_cast<std::uintptr_t>(nelems) * elem_size;
     home = SpanHome::kNone;
     needzero = false;
     free_index.store(0, std::memory_order_relaxed);
@@ -80,6 +81,7 @@ const char* Span::verify() const {
     const std::uint32_t free_index = this->free_index.load(std::memory_order_relaxed);
     if (free_index > nelems) return "free_index beyond nelems";
     if (nelems == 0 || nelems > kMaxObjectsPerSpan) return "nelems out of range";
+    if (limit_addr != base + static_cast<std::uintptr_t>(nelems) * elem_size) return "limit_addr is stale";
     if (limit() > end()) return "objects extend past the span's pages";
     std::uint32_t allocated = 0;
     for (std::uint32_t i = 0; i < nelems; ++i) allocated += is_allocated(i) ? 1 : 0;

@@ -49,6 +49,7 @@ struct Span {
     std::size_t elem_size = 0;  // size-class size, or npages * kPageSize for large objects
     std::size_t requested_size = 0;  // large objects: the bytes asked for (fragmentation reports)
     std::uint32_t nelems = 0;
+    std::uintptr_t limit_addr = 0;  // base + nelems * elem_size: read for every candidate pointer
     std::uint32_t div_magic = 0;
     std::uint8_t size_class = 0;
     std::uint8_t span_class = 0;
@@ -87,7 +88,7 @@ struct Span {
     Span* next = nullptr;
     Span* prev = nullptr;
 
-    std::uintptr_t limit() const { return base + static_cast<std::uintptr_t>(nelems) * elem_size; }
+    std::uintptr_t limit() const { return limit_addr; }
     std::uintptr_t end() const { return base + npages * kPageSize; }
     bool is_large() const { return size_class == 0; }
 

@@ -56,6 +56,10 @@ struct HeapOptions {
     /// Threads that mark (the collecting thread included); 0 means one per
     /// online CPU, 1 marks on the collecting thread alone (for debugging).
     unsigned mark_threads = 0;
+    /// Helper threads join a cycle's marking only when the previous cycle
+    /// marked at least this many bytes: waking them costs more than they
+    /// save on a small heap. 0 uses them in every cycle.
+    std::uint64_t parallel_mark_min_bytes = std::uint64_t{4} << 20;
     /// Sweep in a background thread after automatic collections.
     bool background_sweeper = true;
     /// Return free pages to the OS in a background thread, paced to about

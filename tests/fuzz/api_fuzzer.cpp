@@ -320,6 +320,7 @@ void run_input(const std::uint8_t* data, std::size_t size) {
     static constexpr int kGogc[4] = {-1, 10, 50, 100};
     options.gc_percent = kGogc[config & 3];
     options.mark_threads = (config & 4) != 0 ? 2 : 1;
+    options.parallel_mark_min_bytes = 0;
     options.background_sweeper = false;    // nothing runs in the heap but the program
     options.background_scavenger = false;
     FinalizedLog log;  // outlives the heap, whose destructor may run finalizers

@@ -252,17 +252,35 @@ TEST_CASE("collector: noscan objects never retain what they point to", "[gc]") {
 }
 
 TEST_CASE("collector: a mark stack that overflows still marks everything (rescan)", "[gc]") {
-    Heap heap(manual_gc(1));
-    heap.collector().marker().set_stack_limit_for_testing(16);
-    constexpr int kNodes = 200000;
-    Node* head = build_list(heap, kNodes);
-    void** array = build_pointer_array(heap, 50000);
-    collect(heap);
-    REQUIRE(list_intact(head, kNodes));
-    for (std::size_t i = 0; i < 50000; ++i) REQUIRE(static_cast<const std::uint64_t*>(array[i])[0] == i);
-    CHECK(heap.collector().marker().overflow_rescans() > 0);
-    gcheap::keep_alive(head);
-    gcheap::keep_alive(array);
+    for (unsigned threads : {1u, 2u}) {
+        CAPTURE(threads);
+        Heap heap(manual_gc(threads));
+        heap.collector().marker().set_stack_limit_for_testing(16);
+        constexpr int kNodes = 200000;
+        Node* head = build_list(heap, kNodes);
+        void** array = build_pointer_array(heap, 50000);
+        // A registered range is no heap object: the rescan cannot find it,
+        // so none of its pieces may be dropped when stacks and pool are full.
+        std::vector<void*> roots(200000);
+        for (std::size_t i = 0; i < roots.size(); ++i) {
+            auto* p = static_cast<std::uint64_t*>(heap.alloc(16, false));
+            p[0] = i;
+            roots[i] = p;
+        }
+        heap.collector().roots().add(roots.data(), roots.data() + roots.size());
+        collect(heap);
+        REQUIRE(list_intact(head, kNodes));
+        for (std::size_t i = 0; i < 50000; ++i) REQUIRE(static_cast<const std::uint64_t*>(array[i])[0] == i);
+        std::size_t lost = 0;
+        for (std::size_t i = 0; i < roots.size(); ++i) {
+            if (!is_live(heap, roots[i]) || static_cast<const std::uint64_t*>(roots[i])[0] != i) ++lost;
+        }
+        CHECK(lost == 0);
+        CHECK(heap.collector().marker().overflow_rescans() > 0);
+        heap.collector().roots().remove(roots.data(), roots.data() + roots.size());
+        gcheap::keep_alive(head);
+        gcheap::keep_alive(array);
+    }
 }
 
 TEST_CASE("collector: marking with one thread and with several gives the same heap", "[gc]") {
@@ -314,6 +332,64 @@ TEST_CASE("collector: another thread's stack keeps its objects alive", "[gc][thr
     worker.join();
     CHECK(intact.load());
     CHECK(heap.read_mem_stats().NumGC == 2);
+}
+
+TEST_CASE("collector: helpers mark only once the heap is past parallel_mark_min_bytes", "[gc]") {
+    gcheap::HeapOptions options = manual_gc(2);
+    options.parallel_mark_min_bytes = std::size_t{1} << 20;
+    Heap heap(options);
+    if (heap.collector().marker().ensure_helpers() < 2) {
+        WARN("no helper thread could start");
+        return;
+    }
+    SECTION("a heap that grows") {
+        void** small = build_pointer_array(heap, 1000);  // about 24 KiB live
+        collect(heap);
+        CHECK_FALSE(heap.collector().marker().parallel_cycle());
+        void** large = build_pointer_array(heap, 100000);  // about 2.4 MiB live
+        collect(heap);  // goes by the previous cycle: still small
+        CHECK_FALSE(heap.collector().marker().parallel_cycle());
+        collect(heap);
+        CHECK(heap.collector().marker().parallel_cycle());
+        for (std::size_t i = 0; i < 100000; ++i) REQUIRE(static_cast<const std::uint64_t*>(large[i])[1] == ~i);
+        for (std::size_t i = 0; i < 1000; ++i) REQUIRE(static_cast<const std::uint64_t*>(small[i])[0] == i);
+        gcheap::keep_alive(small);
+        gcheap::keep_alive(large);
+    }
+    SECTION("a first cycle goes by what has been allocated") {
+        void** large = build_pointer_array(heap, 100000);
+        collect(heap);
+        CHECK(heap.collector().marker().parallel_cycle());
+        for (std::size_t i = 0; i < 100000; ++i) REQUIRE(static_cast<const std::uint64_t*>(large[i])[0] == i);
+        gcheap::keep_alive(large);
+    }
+}
+
+TEST_CASE("collector: a large root range is split among the markers without losing a word", "[gc][roots]") {
+    // 40 of the marker's 64 KiB chunks, registered from an unaligned address:
+    // every aligned word inside the range is a root, the chunk boundaries included.
+    constexpr std::size_t kWords = 40 * 8192 + 5;
+    for (unsigned threads : {1u, 2u}) {
+        CAPTURE(threads);
+        Heap heap(manual_gc(threads));
+        std::vector<std::uintptr_t> words(kWords + 1);
+        for (std::size_t i = 0; i <= kWords; ++i) {
+            auto* p = static_cast<std::uint64_t*>(heap.alloc(16, false));
+            p[0] = i;
+            words[i] = reinterpret_cast<std::uintptr_t>(p) ^ 1;  // hidden until registered
+        }
+        const auto* begin = reinterpret_cast<const char*>(words.data()) + 3;  // word 0 only partly inside
+        heap.collector().roots().add(begin, words.data() + kWords + 1);
+        for (std::uintptr_t& w : words) w ^= 1;
+        collect(heap);
+        std::size_t lost = 0;
+        for (std::size_t i = 1; i <= kWords; ++i) {
+            const auto* p = reinterpret_cast<const std::uint64_t*>(words[i]);
+            if (!is_live(heap, p) || p[0] != i) ++lost;
+        }
+        CHECK(lost == 0);
+        heap.collector().roots().remove(begin, words.data() + kWords + 1);
+    }
 }
 
 TEST_CASE("collector: threads blocked in a system call do not stall a collection", "[gc][threads]") {

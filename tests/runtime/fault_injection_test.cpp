@@ -65,6 +65,7 @@ void check_healthy(Heap& heap, const LiveSet& live) {
 gcheap::HeapOptions paced() {
     gcheap::HeapOptions options;
     options.mark_threads = 2;
+    options.parallel_mark_min_bytes = 0;
     return options;
 }
 

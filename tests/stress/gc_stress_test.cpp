@@ -906,6 +906,7 @@ HeapOptions stress_options(unsigned mark_threads, bool background_sweeper) {
     HeapOptions options;
     options.gc_percent = 100;  // the pacer triggers collections from allocating threads
     options.mark_threads = mark_threads;
+    options.parallel_mark_min_bytes = 0;  // the helpers mark in every cycle, however small
     options.background_sweeper = background_sweeper;
     if (const char* trace = std::getenv("GCHEAP_STRESS_GCTRACE")) options.gctrace = std::atoi(trace);
     return options;

@@ -551,6 +551,7 @@ int main(int argc, char** argv) {
     HeapOptions options;
     options.gc_percent = 100;
     options.mark_threads = config.mark_threads;
+    options.parallel_mark_min_bytes = 0;  // exercise the helpers whatever the heap's size
     options.gctrace = config.gctrace ? 1 : 0;
 
     FinalizedLog log;  // outlives the heap, whose destructor may still run finalizers

@@ -26,6 +26,7 @@ inline HeapOptions no_gc() {
 inline HeapOptions manual_gc(unsigned mark_threads = 2) {
     HeapOptions options = no_gc();
     options.mark_threads = mark_threads;
+    options.parallel_mark_min_bytes = 0;  // test heaps are small: mark in parallel anyway
     return options;
 }
 
