@@ -191,6 +191,7 @@ void Marker::share(Worker& worker) {
     {
         std::lock_guard<std::mutex> lock(pool_mu_);
         exclusive_.store(false, std::memory_order_relaxed);  // before anyone can take the batch
+        wake_helpers_locked();
         for (std::size_t i = 0; i < n; ++i) {
             // An item may be a root range, which no rescan would find: it is
             // never dropped, only kept or scanned here.
@@ -241,11 +242,12 @@ void Marker::drain_own_stack(Worker& worker) {
             return;
         }
         scan_words(worker, range.begin, range.end);
-        // Share only while someone waits and the last shared batch has
-        // been taken: one batch per idle worker, not one per object
-        // scanned while it wakes up.
-        if (active_ > 1 && worker.stack.size() > kShareThreshold && waiting_.load(std::memory_order_relaxed) > 0 &&
-            pool_items_.load(std::memory_order_relaxed) == 0) {
+        // Share only while someone waits (or the helpers still sleep) and
+        // the last shared batch has been taken: one batch per idle worker,
+        // not one per object scanned while it wakes up.
+        if (sharing_.load(std::memory_order_relaxed) && worker.stack.size() > kShareThreshold &&
+            pool_items_.load(std::memory_order_relaxed) == 0 &&
+            (waiting_.load(std::memory_order_relaxed) > 0 || !helpers_awake_.load(std::memory_order_relaxed))) {
             share(worker);
         }
     }
@@ -337,7 +339,9 @@ void Marker::drain_parallel() {
         // that helpers start at once while this thread keeps the rest: moving
         // everything would make both sides come back to the lock for it.
         MarkRange* batch = self.transfer;
-        const std::size_t seed = self.stack.size() / 2;
+        // A few items are no surplus: leave them to share(), which wakes
+        // the helpers only if the work grows.
+        const std::size_t seed = self.stack.size() > kShareThreshold ? self.stack.size() / 2 : 0;
         if (seed > 0) exclusive_.store(false, std::memory_order_relaxed);
         for (std::size_t left = seed; left > 0;) {
             const std::size_t n = self.stack.take_bottom(batch, std::min(left, kTransferBatch));
@@ -347,20 +351,35 @@ void Marker::drain_parallel() {
             }
             left -= n;
         }
-        active_ = helpers + 1;
+        active_ = 1;
         idle_ = 0;
         finished_ = 0;
         done_ = false;
         done_flag_.store(false, std::memory_order_relaxed);
         pool_items_.store(pool_.size(), std::memory_order_relaxed);
-        ++round_;
+        sharing_.store(true, std::memory_order_relaxed);
+        if (seed > 0) wake_helpers_locked();
     }
     pool_cv_.notify_all();
     work(self);
     // Helpers still touch the pool and mark bits until they leave work(): wait for them.
     std::unique_lock<std::mutex> lock(pool_mu_);
-    pool_cv_.wait(lock, [&] { return finished_ == helpers; });
+    pool_cv_.wait(lock, [&] { return finished_ == (helpers_awake_.load(std::memory_order_relaxed) ? helpers : 0); });
+    sharing_.store(false, std::memory_order_relaxed);
+    helpers_awake_.store(false, std::memory_order_relaxed);
     exclusive_.store(true, std::memory_order_relaxed);
+}
+
+// Helpers are woken when work first enters the pool, not when the drain
+// starts: a drain that never has surplus (a list) leaves them asleep.
+// Called with pool_mu_ held; only the collecting thread, busy, finds them
+// asleep (a helper sharing means they are awake).
+void Marker::wake_helpers_locked() {
+    if (helpers_awake_.load(std::memory_order_relaxed)) return;
+    helpers_awake_.store(true, std::memory_order_relaxed);
+    ++helper_wakes_;
+    active_ += static_cast<unsigned>(helpers_.size());
+    ++round_;
 }
 
 void Marker::drain_alone(Worker& worker) {

@@ -13,7 +13,9 @@
 // unbounded.
 //
 // Parallelism: in a cycle that follows one which marked at least
-// parallel_mark_min_bytes, the collecting thread and up to N-1 helper threads drain
+// parallel_mark_min_bytes, helpers are woken when work first enters the pool
+// (a drain without surplus, such as a list, never wakes them); then the
+// collecting thread and up to N-1 helper threads drain
 // their own stacks; a worker with surplus work while others wait moves the
 // oldest part of it (the largest pending subgraphs) to a shared pool, one
 // batch at a time, and an idle worker takes from the pool, spinning briefly
@@ -88,6 +90,9 @@ public:
     unsigned mark_threads() const { return mark_threads_; }
     /// Whether the current (or last) cycle's drains use the helper threads.
     bool parallel_cycle() const { return parallel_; }
+    /// How many drains have woken the helpers so far (they sleep through a
+    /// drain that never shares work).
+    std::uint64_t helper_wakes() const { return helper_wakes_; }
     /// Bytes mapped for mark stacks (MemStats.GCSys). No cycle may be running.
     std::size_t sys_bytes() const;
 
@@ -115,6 +120,7 @@ private:
     void work(Worker& worker);
     void share(Worker& worker);
     void drain_parallel();
+    void wake_helpers_locked();
     void drain_alone(Worker& worker);
     void rescan_marked_objects(Worker& worker);
     void helper_main(unsigned index);
@@ -147,6 +153,12 @@ private:
     std::uint64_t round_ = 0;  // bumped to start helpers on a drain
     bool stopping_ = false;
     std::atomic<unsigned> waiting_{0};  // idle workers hoping for shared work
+    // A parallel drain is running: workers with surplus may share it.
+    std::atomic<bool> sharing_{false};
+    // This drain's helpers have been woken (by the first work put in the
+    // pool); written under pool_mu_ by the collecting thread.
+    std::atomic<bool> helpers_awake_{false};
+    std::uint64_t helper_wakes_ = 0;  // guarded by pool_mu_
     // Copies of pool_.size() and done_ for the lock-free checks of busy and
     // spinning workers. Both are hints: a stale value costs one extra share
     // or a few more spins, and every decision is re-checked under pool_mu_.

@@ -46,7 +46,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
     if (unswept_.fetch_sub(1, std::memory_order_acq_rel) == 1) sweeps_completed_.fetch_add(1, std::memory_order_relaxed);
     if (span->is_large()) {
         if ((span->mark_bits()[0] & 1) != 0) {
-            span->mark_bits()[0] = 0;
+            std::atomic_ref<std::uint64_t>(span->mark_bits()[0]).store(0, std::memory_order_relaxed);  // see below
             return result;
         }
         result.freed_objects = 1;
@@ -71,7 +71,10 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
     }
     // The mark bits become the alloc bits; the old alloc bits, cleared, the next mark bits.
     span->alloc_bits_index ^= 1;
-    std::memset(span->mark_bits(), 0, words * sizeof(std::uint64_t));
+    // Relaxed atomic stores: find_object() may read these words meanwhile.
+    for (std::uint32_t w = 0; w < words; ++w) {
+        std::atomic_ref<std::uint64_t>(span->mark_bits()[w]).store(0, std::memory_order_relaxed);
+    }
     span->free_index.store(0, std::memory_order_relaxed);
     span->refill_alloc_cache(0);
     span->alloc_count.store(marked, std::memory_order_relaxed);

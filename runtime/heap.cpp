@@ -200,7 +200,7 @@ bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
     Span* span = arena_index_.span_of(addr);
     if (span == nullptr || addr >= span->limit()) return false;  // free page, or a span's tail
     const std::uint32_t index = span->object_index(addr);
-    if (!span->is_allocated(index)) return false;
+    if (!span->is_allocated_while_sweeping(index)) return false;
     out = {span, index, span->object_base(index)};
     return true;
 }

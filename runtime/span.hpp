@@ -101,6 +101,23 @@ struct Span {
     bool is_allocated(std::uint32_t i) const {
         return i < free_index.load(std::memory_order_relaxed) || alloc_bit(i);
     }
+    /// is_allocated() for a reader that may race with a sweep of this span
+    /// (find_object() on a pointer its caller holds). A sweep makes the mark
+    /// bits the alloc bits and then clears the old alloc bits, so a marked
+    /// object's bit is set in one array or the other at every instant: the
+    /// union of both never misses a live object. It may still report an
+    /// object this very sweep is freeing, which only a caller holding a dead
+    /// pointer can ask about. Outside a sweep the mark bits are clear (W2),
+    /// so the answer is exact. Relaxed atomic reads; the sweeper clears with
+    /// relaxed atomic stores.
+    bool is_allocated_while_sweeping(std::uint32_t i) const {
+        if (i < free_index.load(std::memory_order_relaxed)) return true;
+        const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+        const auto word = [&](int which) {
+            return std::atomic_ref<const std::uint64_t>(bits[which][i / 64]).load(std::memory_order_relaxed);
+        };
+        return ((word(0) | word(1)) & bit) != 0;
+    }
     std::uint32_t free_slots() const { return nelems - alloc_count.load(std::memory_order_relaxed); }
 
     /// Index of the object containing `addr`, which must lie in [base, limit()).

@@ -365,6 +365,26 @@ TEST_CASE("collector: helpers mark only once the heap is past parallel_mark_min_
     }
 }
 
+TEST_CASE("collector: helpers sleep through a drain that never has work to share", "[gc]") {
+    Heap heap(manual_gc(2));  // parallel marking at any heap size
+    if (heap.collector().marker().ensure_helpers() < 2) {
+        WARN("no helper thread could start");
+        return;
+    }
+    Node* head = build_list(heap, 100000);  // marked one node at a time
+    const std::uint64_t wakes = heap.collector().marker().helper_wakes();
+    collect(heap);
+    CHECK(heap.collector().marker().parallel_cycle());
+    CHECK(heap.collector().marker().helper_wakes() == wakes);
+    REQUIRE(list_intact(head, 100000));
+    void** array = build_pointer_array(heap, 100000);  // 100000 objects greyed from one scan
+    collect(heap);
+    CHECK(heap.collector().marker().helper_wakes() > wakes);
+    for (std::size_t i = 0; i < 100000; ++i) REQUIRE(static_cast<const std::uint64_t*>(array[i])[0] == i);
+    gcheap::keep_alive(head);
+    gcheap::keep_alive(array);
+}
+
 TEST_CASE("collector: a large root range is split among the markers without losing a word", "[gc][roots]") {
     // 40 of the marker's 64 KiB chunks, registered from an unaligned address:
     // every aligned word inside the range is a root, the chunk boundaries included.
