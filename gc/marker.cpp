@@ -62,9 +62,17 @@ Marker::~Marker() {
 unsigned Marker::ensure_helpers() {
     while (helpers_.size() + 1 < mark_threads_) {
         const auto index = static_cast<unsigned>(helpers_.size() + 1);
+        // A helper started after earlier drains must wait for the next
+        // round, not take the rounds already run as a signal to work.
+        std::uint64_t rounds_run;
+        {
+            std::lock_guard<std::mutex> lock(pool_mu_);
+            rounds_run = round_;
+        }
         std::thread helper;
         // Not fatal: mark with fewer helpers, and try again next cycle.
-        if (!os_.start_optional_thread(helper, [this, index] { helper_main(index); }, "mark helper",
+        if (!os_.start_optional_thread(helper, [this, index, rounds_run] { helper_main(index, rounds_run); },
+                                       "mark helper",
                                        "marking uses fewer threads", helper_failure_reported_)) {
             break;
         }
@@ -306,15 +314,15 @@ void Marker::work(Worker& worker) {
     }
 }
 
-void Marker::helper_main(unsigned index) {
+void Marker::helper_main(unsigned index, std::uint64_t seen_round) {
     Worker& worker = *workers_[index];
-    std::uint64_t seen_round = 0;
     for (;;) {
         {
             std::unique_lock<std::mutex> lock(pool_mu_);
             pool_cv_.wait(lock, [&] { return stopping_ || round_ != seen_round; });
             if (stopping_) return;
             seen_round = round_;
+            ++helper_runs_;
         }
         work(worker);
         {

@@ -93,6 +93,11 @@ public:
     /// How many drains have woken the helpers so far (they sleep through a
     /// drain that never shares work).
     std::uint64_t helper_wakes() const { return helper_wakes_; }
+    /// How many times a helper has entered a round of marking, in all.
+    std::uint64_t helper_runs() {
+        std::lock_guard<std::mutex> lock(pool_mu_);
+        return helper_runs_;
+    }
     /// Bytes mapped for mark stacks (MemStats.GCSys). No cycle may be running.
     std::size_t sys_bytes() const;
 
@@ -123,7 +128,8 @@ private:
     void wake_helpers_locked();
     void drain_alone(Worker& worker);
     void rescan_marked_objects(Worker& worker);
-    void helper_main(unsigned index);
+    /// A helper's loop: one work() per round after `seen_round`.
+    void helper_main(unsigned index, std::uint64_t seen_round);
 
     const ArenaIndex& index_;
     OsMemory& os_;
@@ -159,6 +165,7 @@ private:
     // pool); written under pool_mu_ by the collecting thread.
     std::atomic<bool> helpers_awake_{false};
     std::uint64_t helper_wakes_ = 0;  // guarded by pool_mu_
+    std::uint64_t helper_runs_ = 0;   // guarded by pool_mu_
     // Copies of pool_.size() and done_ for the lock-free checks of busy and
     // spinning workers. Both are hints: a stale value costs one extra share
     // or a few more spins, and every decision is re-checked under pool_mu_.

@@ -107,8 +107,9 @@ struct Span {
     /// object's bit is set in one array or the other at every instant: the
     /// union of both never misses a live object. It may still report an
     /// object this very sweep is freeing, which only a caller holding a dead
-    /// pointer can ask about. Outside a sweep the mark bits are clear (W2),
-    /// so the answer is exact. Relaxed atomic reads; the sweeper clears with
+    /// pointer can ask about. Otherwise the answer is exact: after a sweep
+    /// the mark bits are clear (W2), and between mark and sweep every marked
+    /// slot is also allocated. Relaxed atomic reads; the sweeper clears with
     /// relaxed atomic stores.
     bool is_allocated_while_sweeping(std::uint32_t i) const {
         if (i < free_index.load(std::memory_order_relaxed)) return true;

@@ -159,6 +159,31 @@ TEST_CASE("fault: without mark helper threads the collector marks alone", "[faul
     check_healthy(heap, live);
 }
 
+TEST_CASE("fault: a mark helper started late waits for the next round", "[fault]") {
+    Heap heap(manual_gc(3));
+    Marker& marker = heap.collector().marker();
+    heap.os_memory().fail_after_for_testing(OsCall::kStartThread, 2, true);  // one helper of two
+    CHECK(marker.ensure_helpers() == 2);
+    {
+        LiveSet many(heap, 100000, 16);  // enough greyed at once to wake the helpers
+        heap.collector().collect();
+        heap.collector().collect();
+        CHECK(many.intact());
+    }
+    REQUIRE(marker.helper_wakes() >= 2);
+    LiveSet few(heap, 40, 16);  // too little to share: this drain wakes nobody
+    heap.os_memory().clear_faults_for_testing();
+    CHECK(marker.ensure_helpers() == 3);
+    const std::uint64_t runs = marker.helper_runs();
+    const std::uint64_t wakes = marker.helper_wakes();
+    heap.collector().collect();
+    // The new helper must not take the rounds run before it started as a
+    // signal to mark (it once did, and could end a drain early).
+    CHECK(marker.helper_wakes() == wakes);
+    CHECK(marker.helper_runs() == runs);
+    check_healthy(heap, few);
+}
+
 TEST_CASE("fault: without sweeper and scavenger threads automatic collection still reuses memory", "[fault]") {
     Heap heap(paced());
     LiveSet live(heap, 2000, 64);
