@@ -40,7 +40,7 @@ Sweeper::~Sweeper() {
     }
 }
 
-Sweeper::Result Sweeper::sweep_span(Span* span) {
+Sweeper::Result Sweeper::sweep_span(Span* span, IfEmpty if_empty) {
     Result result;
     spans_swept_.fetch_add(1, std::memory_order_relaxed);
     if (unswept_.fetch_sub(1, std::memory_order_acq_rel) == 1) sweeps_completed_.fetch_add(1, std::memory_order_relaxed);
@@ -79,7 +79,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
     span->refill_alloc_cache(0);
     span->alloc_count.store(marked, std::memory_order_relaxed);
     if (result.freed_objects != 0) span->needzero = true;
-    if (marked == 0) {
+    if (marked == 0 && if_empty == IfEmpty::kFree) {
         result.released_pages = span->npages;
         std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
         heap_.pages_.free_span_locked(span);
@@ -93,22 +93,21 @@ Span* Sweeper::sweep_for_allocation(Central& central) {
     for (int tries = 0; tries < 100; ++tries) {
         Span* span = central.pop_unswept();
         if (span == nullptr) return nullptr;
-        const Result r = sweep_span(span);
-        if (r.released_pages != 0) {
-            central.add_frees(r.freed_objects);
-        } else if (span->free_slots() > 0) {
+        const Result r = sweep_span(span, IfEmpty::kKeep);
+        if (span->free_slots() > 0) {
             central.add_frees(r.freed_objects);
             return span;
-        } else {
-            central.push_swept(span, r.freed_objects);
         }
+        central.push_swept(span, r.freed_objects);
     }
     return nullptr;
 }
 
 bool Sweeper::sweep_one(std::size_t& released_pages) {
-    // Round robin over every partition's classes, from where the last call
-    // stopped; one shared write per span swept, not per class probed.
+    // Every partition's classes in turn, staying on one list until it is
+    // empty (as Go's sweepone does), so that sweeping N spans of one class
+    // probes the other lists once, not N times. The cursor is written only
+    // when it moves.
     const std::size_t lists = heap_.partition_slots() * kNumSpanClasses;
     const std::size_t start = next_class_.load(std::memory_order_relaxed);
     for (std::size_t k = 0; k < lists; ++k) {
@@ -117,8 +116,8 @@ bool Sweeper::sweep_one(std::size_t& released_pages) {
         if (central.unswept_hint() == 0) continue;  // skip empty classes without their lock
         Span* span = central.pop_unswept();
         if (span == nullptr) continue;
-        next_class_.store(list + 1, std::memory_order_relaxed);
-        const Result r = sweep_span(span);
+        if (list != start) next_class_.store(list, std::memory_order_relaxed);
+        const Result r = sweep_span(span, IfEmpty::kFree);
         if (r.released_pages != 0) central.add_frees(r.freed_objects);
         else central.push_swept(span, r.freed_objects);
         released_pages += r.released_pages;
@@ -130,7 +129,7 @@ bool Sweeper::sweep_one(std::size_t& released_pages) {
         large = heap_.large_unswept_.pop_front();
     }
     if (large == nullptr) return false;
-    const Result r = sweep_span(large);
+    const Result r = sweep_span(large, IfEmpty::kFree);
     released_pages += r.released_pages;
     if (r.released_pages == 0) {
         std::lock_guard<std::mutex> lock(heap_.pages_.mutex());

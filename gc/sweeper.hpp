@@ -6,7 +6,10 @@
 //     cleared to serve as the next mark bits, free_index returns to 0 and
 //     alloc_count to the number of marked objects; freed slots get needzero;
 //     a span with no marked object returns to the page heap, the others to
-//     their central's partial or full list;
+//     their central's partial or full list; but a span swept on allocation
+//     for its own class is kept by the allocating thread even when empty
+//     (Go's preserve): freeing it and taking a fresh run from the page heap
+//     would cost two trips through the page heap's lock for the same pages;
 //   - a large span is kept if marked, else freed to the page heap.
 // Spans are swept (1) on allocation, when a class has no partial span
 // (sweep_for_allocation); (2) before the page heap grows (reclaim); (3) by a
@@ -74,7 +77,8 @@ private:
         std::uint32_t freed_objects = 0;
         std::size_t released_pages = 0;  // non-zero: the span went back to the page heap
     };
-    Result sweep_span(Span* span);
+    enum class IfEmpty { kFree, kKeep };
+    Result sweep_span(Span* span, IfEmpty if_empty);
     /// Sweeps one unswept span of any class of any partition and files it;
     /// false if none is left.
     bool sweep_one(std::size_t& released_pages);
