@@ -95,6 +95,7 @@ void Marker::begin_cycle(std::uint64_t allocated_bytes) {
         w->stack.clear();
         w->marked_bytes = 0;
         w->scanned_bytes = 0;
+        w->hint = {};  // last cycle's spans may have been freed since
     }
     pool_.clear();
     pool_items_.store(0, std::memory_order_relaxed);
@@ -125,6 +126,11 @@ inline void Marker::grey_candidate(Worker& worker, std::uintptr_t candidate) {
     if (candidate < index_.lowest() || candidate >= index_.highest()) return;
     Span* span = index_.span_of(candidate);
     if (span == nullptr || candidate >= span->limit()) return;
+    grey_in_span(worker, span, candidate);
+}
+
+// `candidate` lies in [span->base, span->limit()).
+inline void Marker::grey_in_span(Worker& worker, Span* span, std::uintptr_t candidate) {
     const std::uint32_t index = span->object_index(candidate);
     if (!span->is_allocated(index)) return;  // a free slot: stale value, ignore
     if (!test_and_set_mark(span, index, exclusive_.load(std::memory_order_relaxed))) return;
@@ -140,10 +146,21 @@ GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worker, std::uintptr_t b
     begin = (begin + sizeof(std::uintptr_t) - 1) & ~(sizeof(std::uintptr_t) - 1);
     const std::uintptr_t lowest = index_.lowest();
     const std::uintptr_t highest = index_.highest();
+    // The span of the last heap pointer this worker saw (Worker::hint).
+    SpanHint hint = worker.hint;
     for (std::uintptr_t p = begin; p + sizeof(std::uintptr_t) <= end; p += sizeof(std::uintptr_t)) {
         const std::uintptr_t candidate = *reinterpret_cast<const volatile std::uintptr_t*>(p);
-        if (candidate >= lowest && candidate < highest) grey_candidate(worker, candidate);
+        if (candidate - hint.base < hint.bytes) {
+            grey_in_span(worker, hint.span, candidate);
+            continue;
+        }
+        if (candidate < lowest || candidate >= highest) continue;
+        Span* span = index_.span_of(candidate);
+        if (span == nullptr || candidate >= span->limit()) continue;
+        hint = {span, span->base, span->limit() - span->base};
+        grey_in_span(worker, span, candidate);
     }
+    worker.hint = hint;
     worker.scanned_bytes += end > begin ? end - begin : 0;
 }
 
