@@ -40,7 +40,7 @@ Sweeper::~Sweeper() {
     }
 }
 
-Sweeper::Result Sweeper::sweep_span(Span* span, IfEmpty if_empty) {
+Sweeper::Result Sweeper::sweep_span(Span* span) {
     Result result;
     spans_swept_.fetch_add(1, std::memory_order_relaxed);
     if (unswept_.fetch_sub(1, std::memory_order_acq_rel) == 1) sweeps_completed_.fetch_add(1, std::memory_order_relaxed);
@@ -53,7 +53,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span, IfEmpty if_empty) {
         result.released_pages = span->npages;
         if (span->profiled.load(std::memory_order_relaxed) != 0) heap_.profiler_.sweep_span(*span);
         if (heap_.debug().clobberfree()) clobber(span->base, span->elem_size);
-        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+        std::lock_guard lock(heap_.pages_.mutex());
         heap_.large_free_bytes_ += span->elem_size;
         ++heap_.large_free_count_;
         heap_.pages_.free_span_locked(span);
@@ -79,11 +79,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span, IfEmpty if_empty) {
     span->refill_alloc_cache(0);
     span->alloc_count.store(marked, std::memory_order_relaxed);
     if (result.freed_objects != 0) span->needzero = true;
-    if (marked == 0 && if_empty == IfEmpty::kFree) {
-        result.released_pages = span->npages;
-        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
-        heap_.pages_.free_span_locked(span);
-    }
+    result.empty = marked == 0;
     return result;
 }
 
@@ -93,7 +89,8 @@ Span* Sweeper::sweep_for_allocation(Central& central) {
     for (int tries = 0; tries < 100; ++tries) {
         Span* span = central.pop_unswept();
         if (span == nullptr) return nullptr;
-        const Result r = sweep_span(span, IfEmpty::kKeep);
+        // An empty span is kept too (Go's preserve): see sweeper.hpp.
+        const Result r = sweep_span(span);
         if (span->free_slots() > 0) {
             central.add_frees(r.freed_objects);
             return span;
@@ -103,36 +100,54 @@ Span* Sweeper::sweep_for_allocation(Central& central) {
     return nullptr;
 }
 
-bool Sweeper::sweep_one(std::size_t& released_pages) {
+bool Sweeper::sweep_some(std::size_t max_spans, std::size_t& released_pages) {
     // Every partition's classes in turn, staying on one list until it is
     // empty (as Go's sweepone does), so that sweeping N spans of one class
     // probes the other lists once, not N times. The cursor is written only
     // when it moves.
     const std::size_t lists = heap_.partition_slots() * kNumSpanClasses;
     const std::size_t start = next_class_.load(std::memory_order_relaxed);
+    Span* spans[kMaxBatch];
+    max_spans = std::min(max_spans, kMaxBatch);
     for (std::size_t k = 0; k < lists; ++k) {
         const std::size_t list = (start + k) % lists;
         Central& central = heap_.partition_at(list / kNumSpanClasses).centrals[list % kNumSpanClasses];
         if (central.unswept_hint() == 0) continue;  // skip empty classes without their lock
-        Span* span = central.pop_unswept();
-        if (span == nullptr) continue;
+        const std::size_t n = central.pop_unswept(spans, max_spans);
+        if (n == 0) continue;
         if (list != start) next_class_.store(list, std::memory_order_relaxed);
-        const Result r = sweep_span(span, IfEmpty::kFree);
-        if (r.released_pages != 0) central.add_frees(r.freed_objects);
-        else central.push_swept(span, r.freed_objects);
-        released_pages += r.released_pages;
+        // One lock of each kind per batch: the empty spans go back to the
+        // page heap together, the others to their central list together.
+        std::uint64_t freed = 0;
+        std::size_t kept = 0;
+        Span* empty[kMaxBatch];
+        std::size_t empties = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const Result r = sweep_span(spans[i]);
+            freed += r.freed_objects;
+            if (r.empty) empty[empties++] = spans[i];
+            else spans[kept++] = spans[i];
+        }
+        if (empties != 0) {
+            std::lock_guard lock(heap_.pages_.mutex());
+            for (std::size_t i = 0; i < empties; ++i) {
+                released_pages += empty[i]->npages;
+                heap_.pages_.free_span_locked(empty[i]);
+            }
+        }
+        central.push_swept(spans, kept, freed);
         return true;
     }
     Span* large = nullptr;
     {
-        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+        std::lock_guard lock(heap_.pages_.mutex());
         large = heap_.large_unswept_.pop_front();
     }
     if (large == nullptr) return false;
-    const Result r = sweep_span(large, IfEmpty::kFree);
+    const Result r = sweep_span(large);
     released_pages += r.released_pages;
     if (r.released_pages == 0) {
-        std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+        std::lock_guard lock(heap_.pages_.mutex());
         large->home = SpanHome::kLarge;
         heap_.large_spans_.push_front(large);
     }
@@ -141,17 +156,17 @@ bool Sweeper::sweep_one(std::size_t& released_pages) {
 
 void Sweeper::reclaim(std::size_t npages) {
     std::size_t released = 0;
-    while (pending() && released < npages && sweep_one(released)) {
+    while (pending() && released < npages && sweep_some(1, released)) {
     }
 }
 
 void Sweeper::sweep_all() {
-    constexpr int kSpansPerGatePass = 64;  // let a world stop in between
+    constexpr std::size_t kBatchesPerGatePass = 4;  // let a world stop in between
     bool more = true;
     while (more && pending()) {
         SharedGate gate(heap_.gate_);
         std::size_t released = 0;
-        for (int i = 0; i < kSpansPerGatePass && (more = sweep_one(released)); ++i) {
+        for (std::size_t i = 0; i < kBatchesPerGatePass && (more = sweep_some(kMaxBatch, released)); ++i) {
         }
     }
     // Spans popped by other threads may still be in flight; they hold the
@@ -192,7 +207,7 @@ void Sweeper::background_main() {
             }
             SharedGate gate(heap_.gate_);
             std::size_t released = 0;
-            if (!sweep_one(released)) break;
+            if (!sweep_some(kMaxBatch, released)) break;
         }
     }
 }

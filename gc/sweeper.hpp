@@ -15,6 +15,10 @@
 // (sweep_for_allocation); (2) before the page heap grows (reclaim); (3) by a
 // background thread after automatic collections (started at the first); (4) completely by
 // collect() before it returns, and before the next cycle's world stop.
+// (3) and (4) take spans of one class kMaxBatch at a time, and free the empty
+// ones and file the others under one lock each per batch: a background
+// sweeper that took the page heap's lock once per span contended with the
+// allocating threads for it.
 //
 // Invariants: (W1) a span is swept exactly once per cycle, by whoever popped
 // it from an unswept list; (W2) when pending() is false, every span's mark
@@ -76,12 +80,18 @@ private:
     struct Result {
         std::uint32_t freed_objects = 0;
         std::size_t released_pages = 0;  // non-zero: the span went back to the page heap
+        bool empty = false;               // a small span with no object left
     };
-    enum class IfEmpty { kFree, kKeep };
-    Result sweep_span(Span* span, IfEmpty if_empty);
-    /// Sweeps one unswept span of any class of any partition and files it;
-    /// false if none is left.
-    bool sweep_one(std::size_t& released_pages);
+    /// Sweeps a span. A large span that died is freed to the page heap
+    /// (released_pages != 0); a small span is left to the caller to file or
+    /// free (`empty`: no object survived).
+    Result sweep_span(Span* span);
+    /// Spans popped and swept together by sweep_some().
+    static constexpr std::size_t kMaxBatch = 16;
+    /// Sweeps up to `max_spans` unswept spans of one class (of any
+    /// partition), or one large span, and files or frees them; false if
+    /// nothing is left to sweep.
+    bool sweep_some(std::size_t max_spans, std::size_t& released_pages);
     void background_main();
 
     Heap& heap_;

@@ -9,11 +9,22 @@ Span* Central::pop_partial() {
 }
 
 Span* Central::pop_unswept() {
-    std::lock_guard<std::mutex> lock(mu_);
-    Span* span = unswept_.pop_front();
-    if (span != nullptr) span->home = SpanHome::kNone;
-    unswept_count_.store(static_cast<std::uint32_t>(unswept_.size()), std::memory_order_relaxed);
+    Span* span = nullptr;
+    pop_unswept(&span, 1);
     return span;
+}
+
+std::size_t Central::pop_unswept(Span** out, std::size_t max) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::size_t n = 0;
+    while (n < max) {
+        Span* span = unswept_.pop_front();
+        if (span == nullptr) break;
+        span->home = SpanHome::kNone;
+        out[n++] = span;
+    }
+    unswept_count_.store(static_cast<std::uint32_t>(unswept_.size()), std::memory_order_relaxed);
+    return n;
 }
 
 void Central::file_locked(Span* span) {
@@ -26,10 +37,12 @@ void Central::file_locked(Span* span) {
     }
 }
 
-void Central::push_swept(Span* span, std::uint64_t freed) {
+void Central::push_swept(Span* span, std::uint64_t freed) { push_swept(&span, 1, freed); }
+
+void Central::push_swept(Span* const* spans, std::size_t count, std::uint64_t freed) {
     std::lock_guard<std::mutex> lock(mu_);
     frees_ += freed;
-    file_locked(span);
+    for (std::size_t i = 0; i < count; ++i) file_locked(spans[i]);
 }
 
 void Central::add_frees(std::uint64_t freed) {

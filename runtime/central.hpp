@@ -40,8 +40,12 @@ public:
     Span* pop_partial();
     /// A span still to be swept, or nullptr.
     Span* pop_unswept();
+    /// Up to `max` spans still to be swept, under one lock; returns how many.
+    std::size_t pop_unswept(Span** out, std::size_t max);
     /// Files a swept span by its free slots, adding `freed` to the free count.
     void push_swept(Span* span, std::uint64_t freed);
+    /// push_swept() for `count` spans (possibly none) under one lock.
+    void push_swept(Span* const* spans, std::size_t count, std::uint64_t freed);
     /// Adds objects freed from a span that went back to the page heap.
     void add_frees(std::uint64_t freed);
     /// Takes back a span from a thread cache, folding its allocation count.

@@ -41,6 +41,14 @@ bool parse_bytes(const char* text, std::int64_t& out) {
     return true;
 }
 
+// "on"/"1" or "off"/"0".
+bool parse_switch(const char* text, bool& out) {
+    if (std::strcmp(text, "on") == 0 || std::strcmp(text, "1") == 0) out = true;
+    else if (std::strcmp(text, "off") == 0 || std::strcmp(text, "0") == 0) out = false;
+    else return false;
+    return true;
+}
+
 void warn(const char* name, const char* value) {
     std::fprintf(stderr, "gcheap: ignoring %s=%s (not understood)\n", name, value);
 }
@@ -135,9 +143,11 @@ HeapOptions HeapOptions::from_environment() {
          }},
         {"GCHEAP_SCAVENGER",
          [](HeapOptions& o, const char* name, const char* value) {
-             if (std::strcmp(value, "off") == 0 || std::strcmp(value, "0") == 0) o.background_scavenger = false;
-             else if (std::strcmp(value, "on") == 0 || std::strcmp(value, "1") == 0) o.background_scavenger = true;
-             else warn(name, value);
+             if (!parse_switch(value, o.background_scavenger)) warn(name, value);
+         }},
+        {"GCHEAP_SWEEPER",
+         [](HeapOptions& o, const char* name, const char* value) {
+             if (!parse_switch(value, o.background_sweeper)) warn(name, value);
          }},
         {"GCHEAP_MARK_THREADS",
          [](HeapOptions& o, const char* name, const char* value) {

@@ -60,7 +60,8 @@ struct HeapOptions {
     /// marked at least this many bytes: waking them costs more than they
     /// save on a small heap. 0 uses them in every cycle.
     std::uint64_t parallel_mark_min_bytes = std::uint64_t{4} << 20;
-    /// Sweep in a background thread after automatic collections.
+    /// Sweep in a background thread after automatic collections
+    /// (GCHEAP_SWEEPER=off disables it: allocation and the next cycle sweep).
     bool background_sweeper = true;
     /// Return free pages to the OS in a background thread, paced to about
     /// 1% of one CPU (GCHEAP_SCAVENGER=off disables it).
@@ -74,7 +75,7 @@ struct HeapOptions {
 
     /// Options from GCHEAP_GOGC ("off" or a percentage), GCHEAP_MEMLIMIT
     /// (bytes with an optional B, KiB, MiB, GiB or TiB suffix), GCHEAP_GCTRACE,
-    /// GCHEAP_MARK_THREADS, GCHEAP_SCAVENGER (on or off) and
+    /// GCHEAP_MARK_THREADS, GCHEAP_SCAVENGER and GCHEAP_SWEEPER (on or off) and
     /// GCHEAP_MEMPROFILERATE (bytes); GCHEAP_DEBUG is read by every heap itself
     /// (DebugOptions::from_environment). Unparsable values are reported on stderr and
     /// ignored, as Go ignores a malformed GOGC.

@@ -86,6 +86,34 @@ TEST_CASE("options: GCHEAP_GOGC, GCHEAP_MEMLIMIT and GCHEAP_GCTRACE are read fro
     }
 }
 
+TEST_CASE("options: GCHEAP_SWEEPER turns the background sweeper on and off", "[options]") {
+    {
+        EnvVar sweeper("GCHEAP_SWEEPER", "off");
+        CHECK_FALSE(gcheap::HeapOptions::from_environment().background_sweeper);
+    }
+    {
+        EnvVar sweeper("GCHEAP_SWEEPER", "1");
+        CHECK(gcheap::HeapOptions::from_environment().background_sweeper);
+    }
+    {
+        EnvVar sweeper("GCHEAP_SWEEPER", "sometimes");
+        std::string warnings = capture_stderr([] { CHECK(gcheap::HeapOptions::from_environment().background_sweeper); });
+        CHECK_THAT(warnings, Catch::Contains("GCHEAP_SWEEPER=sometimes"));
+    }
+    {
+        EnvVar sweeper("GCHEAP_SWEEPER", "off");
+        gcheap::HeapOptions options = gcheap::HeapOptions::from_environment();
+        options.gc_percent = 100;
+        options.background_scavenger = false;
+        Heap heap(options);
+        [&heap] {
+            for (int i = 0; i < 100000; ++i) heap.alloc(512, false);  // 50 MiB of garbage: several cycles
+        }();
+        CHECK(heap.read_mem_stats().NumGC >= 2);
+        CHECK_FALSE(heap.collector().sweeper().thread_started());
+    }
+}
+
 TEST_CASE("pacer: goal follows GOGC and the memory limit", "[options][pacer]") {
     gcheap::HeapOptions o;
     Pacer pacer(o);
