@@ -142,7 +142,7 @@ inline void Marker::grey_in_span(Worker& worker, Span* span, std::uintptr_t cand
 
 // Reads every word of [begin, end), which may be a thread's stack with
 // sanitizer redzones or another thread's data: exempt from instrumentation.
-GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worker, std::uintptr_t begin, std::uintptr_t end) {
+GCHEAP_SCAN_INLINE GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worker, std::uintptr_t begin, std::uintptr_t end) {
     begin = (begin + sizeof(std::uintptr_t) - 1) & ~(sizeof(std::uintptr_t) - 1);
     const std::uintptr_t lowest = index_.lowest();
     const std::uintptr_t highest = index_.highest();
