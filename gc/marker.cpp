@@ -18,14 +18,6 @@ constexpr std::size_t kShareThreshold = 64;       // keep at least this many ite
 constexpr std::uint64_t kIdleSpinNs = 20000;      // an idle worker polls the pool this long before it sleeps
 constexpr std::size_t kPrefetchMaxBytes = 1024;   // larger ranges skip the prefetch queue
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-}
-
 bool test_and_set_mark(Span* span, std::uint32_t index, bool exclusive) {
     std::uint64_t& bits = span->mark_bits()[index / 64];
     const std::uint64_t bit = std::uint64_t{1} << (index % 64);

@@ -113,7 +113,10 @@ bool Sweeper::sweep_some(std::size_t max_spans, std::size_t& released_pages) {
         const std::size_t list = (start + k) % lists;
         Central& central = heap_.partition_at(list / kNumSpanClasses).centrals[list % kNumSpanClasses];
         if (central.unswept_hint() == 0) continue;  // skip empty classes without their lock
-        const std::size_t n = central.pop_unswept(spans, max_spans);
+        // One span per lock hold: an allocating thread sweeping this class
+        // must not wait behind a whole batch of list unlinks.
+        std::size_t n = 0;
+        while (n < max_spans && (spans[n] = central.pop_unswept()) != nullptr) ++n;
         if (n == 0) continue;
         if (list != start) next_class_.store(list, std::memory_order_relaxed);
         // One lock of each kind per batch: the empty spans go back to the

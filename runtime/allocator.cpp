@@ -137,7 +137,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
                 span->alloc_count.store(span->alloc_count.load(std::memory_order_relaxed) + 1,
                                         std::memory_order_relaxed);
                 p = reinterpret_cast<void*>(span->object_base(index));
-                if (span->needzero) std::memset(p, 0, span->elem_size);
+                if (span->needzero) zero_slot(p, span->elem_size);
                 if (profiler_.after_slow_alloc(cache, *span, spc, index, planted)) sampled = span;
             }
         }
@@ -174,7 +174,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
             }
         }
         if (p != nullptr) {
-            if (zero_bytes != 0) std::memset(p, 0, zero_bytes);
+            if (zero_bytes != 0) zero_slot(p, zero_bytes);
             if (sampled != nullptr) [[unlikely]] {
                 profiler_.record(reinterpret_cast<std::uintptr_t>(p), *sampled, sampled->elem_size, entry);
             }

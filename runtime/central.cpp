@@ -9,22 +9,11 @@ Span* Central::pop_partial() {
 }
 
 Span* Central::pop_unswept() {
-    Span* span = nullptr;
-    pop_unswept(&span, 1);
-    return span;
-}
-
-std::size_t Central::pop_unswept(Span** out, std::size_t max) {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::size_t n = 0;
-    while (n < max) {
-        Span* span = unswept_.pop_front();
-        if (span == nullptr) break;
-        span->home = SpanHome::kNone;
-        out[n++] = span;
-    }
+    std::lock_guard<SpinningMutex> lock(unswept_mu_);
+    Span* span = unswept_.pop_front();
+    if (span != nullptr) span->home = SpanHome::kNone;
     unswept_count_.store(static_cast<std::uint32_t>(unswept_.size()), std::memory_order_relaxed);
-    return n;
+    return span;
 }
 
 void Central::file_locked(Span* span) {

@@ -17,11 +17,16 @@
 //   (C2) every span here has the home matching its list, span_class == this
 //        central's class and partition == this central's partition;
 //   (C3) outside a collection cycle's sweep phase, `unswept` is empty.
-// Locking: mutex() guards the lists and counters; callers hold the allocator
-// gate shared (gate.hpp) or closed. Lock order: gate -> central -> page heap.
+// Locking: mutex() guards partial, full and the counters; a lock of its own
+// guards unswept, so that a sweeper taking spans to sweep never holds up an
+// allocating thread returning or taking a swept span (Go keeps its unswept
+// spans in lock-free sets for the same reason). Callers hold the allocator
+// gate shared (gate.hpp); the *_locked members need it closed, which leaves
+// no sweeper running. Lock order: gate -> central -> page heap.
 #pragma once
 
 #include "runtime/span.hpp"
+#include "runtime/sync.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -40,8 +45,6 @@ public:
     Span* pop_partial();
     /// A span still to be swept, or nullptr.
     Span* pop_unswept();
-    /// Up to `max` spans still to be swept, under one lock; returns how many.
-    std::size_t pop_unswept(Span** out, std::size_t max);
     /// Files a swept span by its free slots, adding `freed` to the free count.
     void push_swept(Span* span, std::uint64_t freed);
     /// push_swept() for `count` spans (possibly none) under one lock.
@@ -74,11 +77,12 @@ private:
     void file_locked(Span* span);
 
     std::mutex mu_;
+    SpinningMutex unswept_mu_;
     std::size_t span_class_ = 0;
     std::uint8_t partition_ = 0;
     SpanList partial_;
     SpanList full_;
-    SpanList unswept_;
+    SpanList unswept_;  // guarded by unswept_mu_
     std::atomic<std::uint32_t> unswept_count_{0};
     std::uint64_t allocs_ = 0;
     std::uint64_t frees_ = 0;
