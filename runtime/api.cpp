@@ -33,9 +33,12 @@ inline void* alloc_on_default_heap(std::size_t bytes, bool noscan) {
 
 }  // namespace
 
-void* alloc(std::size_t bytes) { return alloc_on_default_heap(bytes, false); }
+// Aligned to a cache line: the fast path is short enough that where it
+// starts within one matters. Placed 48 bytes into a line, gcheap::alloc(16)
+// measured about 10 % slower than at 0 or 32 with the same instructions.
+[[gnu::aligned(64)]] void* alloc(std::size_t bytes) { return alloc_on_default_heap(bytes, false); }
 
-void* alloc_noscan(std::size_t bytes) { return alloc_on_default_heap(bytes, true); }
+[[gnu::aligned(64)]] void* alloc_noscan(std::size_t bytes) { return alloc_on_default_heap(bytes, true); }
 
 void* alloc_aligned(std::size_t bytes, std::size_t alignment) {
     return detail::default_heap().alloc_aligned(bytes, alignment, false);
