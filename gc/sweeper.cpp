@@ -53,7 +53,7 @@ Sweeper::Result Sweeper::sweep_span(Span* span) {
         result.released_pages = span->npages;
         if (span->profiled.load(std::memory_order_relaxed) != 0) heap_.profiler_.sweep_span(*span);
         if (heap_.debug().clobberfree()) clobber(span->base, span->elem_size);
-        std::lock_guard lock(heap_.pages_.mutex());
+        std::lock_guard<SpinningMutex> lock(heap_.pages_.mutex());
         heap_.large_free_bytes_ += span->elem_size;
         ++heap_.large_free_count_;
         heap_.pages_.free_span_locked(span);
@@ -132,7 +132,7 @@ bool Sweeper::sweep_some(std::size_t max_spans, std::size_t& released_pages) {
             else spans[kept++] = spans[i];
         }
         if (empties != 0) {
-            std::lock_guard lock(heap_.pages_.mutex());
+            std::lock_guard<SpinningMutex> lock(heap_.pages_.mutex());
             for (std::size_t i = 0; i < empties; ++i) {
                 released_pages += empty[i]->npages;
                 heap_.pages_.free_span_locked(empty[i]);
@@ -143,14 +143,14 @@ bool Sweeper::sweep_some(std::size_t max_spans, std::size_t& released_pages) {
     }
     Span* large = nullptr;
     {
-        std::lock_guard lock(heap_.pages_.mutex());
+        std::lock_guard<SpinningMutex> lock(heap_.pages_.mutex());
         large = heap_.large_unswept_.pop_front();
     }
     if (large == nullptr) return false;
     const Result r = sweep_span(large);
     released_pages += r.released_pages;
     if (r.released_pages == 0) {
-        std::lock_guard lock(heap_.pages_.mutex());
+        std::lock_guard<SpinningMutex> lock(heap_.pages_.mutex());
         large->home = SpanHome::kLarge;
         heap_.large_spans_.push_front(large);
     }

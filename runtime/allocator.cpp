@@ -53,7 +53,7 @@ Span* Heap::alloc_span_reclaiming(std::size_t npages, std::size_t spc, bool nosc
     // While last cycle's sweep is unfinished, free pages by sweeping before
     // growing the heap (Go's page reclaimer).
     collector_->sweeper().reclaim(npages);
-    std::lock_guard<std::mutex> lock(pages_.mutex());
+    std::lock_guard<SpinningMutex> lock(pages_.mutex());
     // Near the memory limit, release free pages before taking more (Go's
     // allocation-time scavenging): the run may come from released pages.
     const std::int64_t limit = collector_->pacer().memory_limit();
@@ -219,7 +219,7 @@ Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
             SharedGate gate(gate_);
             span = alloc_span_reclaiming(npages, span_class(0, noscan), noscan, dirty);
             if (span != nullptr) {
-                std::lock_guard<std::mutex> lock(pages_.mutex());
+                std::lock_guard<SpinningMutex> lock(pages_.mutex());
                 span->free_index.store(1, std::memory_order_relaxed);
                 span->alloc_cache = 0;
                 span->alloc_count.store(1, std::memory_order_relaxed);

@@ -206,13 +206,13 @@ bool Heap::find_object(std::uintptr_t addr, ObjectRef& out) const {
 }
 
 std::uint64_t Heap::non_heap_sys_bytes() {
-    MutatorLock<> lock(pages_.mutex());
+    MutatorLock<SpinningMutex> lock(pages_.mutex());
     return pages_.span_sys_bytes_locked() + pages_.other_sys_bytes_locked() + arena_index_.sys_bytes() +
            cache_pool_.sys_bytes();
 }
 
 PageState Heap::page_state(std::uintptr_t addr) {
-    std::lock_guard<std::mutex> lock(pages_.mutex());
+    std::lock_guard<SpinningMutex> lock(pages_.mutex());
     ArenaMeta* meta = arena_index_.arena_of(addr);
     if (meta == nullptr) return PageState::kOutside;
     const std::size_t page = ArenaMeta::page_of(addr);
@@ -223,7 +223,7 @@ PageState Heap::page_state(std::uintptr_t addr) {
 
 std::size_t Heap::release_free_pages() {
     SharedGate gate(gate_);
-    std::lock_guard<std::mutex> lock(pages_.mutex());
+    std::lock_guard<SpinningMutex> lock(pages_.mutex());
     return pages_.release_locked(~std::size_t{0});
 }
 

@@ -24,12 +24,16 @@
 //
 // Locking: mutex() guards everything here, the span descriptor pool and the
 // arena index writes. It is the innermost lock: thread cache -> central -> page heap.
+// It spins before it sleeps (sync.hpp): threads refilling their caches at the
+// same moment met here often enough that futex sleeps and wake-ups took a
+// tenth of a two-thread allocation benchmark's CPU time.
 #pragma once
 
 #include "runtime/arena.hpp"
 #include "runtime/fixalloc.hpp"
 #include "runtime/os_memory.hpp"
 #include "runtime/span.hpp"
+#include "runtime/sync.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -86,7 +90,7 @@ public:
     PageHeap& operator=(const PageHeap&) = delete;
     ~PageHeap();
 
-    std::mutex& mutex() { return mu_; }
+    SpinningMutex& mutex() { return mu_; }
 
     /// Allocates a span of `npages` for span class `spc` (0 or 1 for large
     /// objects), growing the heap if needed. Records in `dirty` which pages
@@ -141,7 +145,7 @@ private:
 
     OsMemory& os_;
     ArenaIndex& index_;
-    std::mutex mu_;
+    SpinningMutex mu_;
     FixAlloc<Span> span_pool_;
     std::size_t container_bytes_ = 0;
     std::map<std::uintptr_t, std::size_t, std::less<>,

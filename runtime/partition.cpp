@@ -57,7 +57,7 @@ void Heap::destroy_partition(PartitionState* partition) {
         partition->name.clear();
     }
     {
-        std::lock_guard<std::mutex> lock(pages_.mutex());
+        std::lock_guard<SpinningMutex> lock(pages_.mutex());
         const auto adopt = [&](Span* s) {
             if (s->partition == partition->index) s->partition = 0;
         };

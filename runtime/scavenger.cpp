@@ -84,13 +84,13 @@ std::uint64_t Scavenger::thread_cpu_ns() const {
 
 std::uint64_t Scavenger::retained_bytes() {
     SharedGate gate(heap_.gate_);
-    std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+    std::lock_guard<SpinningMutex> lock(heap_.pages_.mutex());
     return heap_.pages_.heap_inuse_locked() + heap_.pages_.heap_free_locked();
 }
 
 std::size_t Scavenger::release_some(std::size_t bytes) {
     SharedGate gate(heap_.gate_);
-    std::lock_guard<std::mutex> lock(heap_.pages_.mutex());
+    std::lock_guard<SpinningMutex> lock(heap_.pages_.mutex());
     return heap_.pages_.release_locked(bytes);
 }
 

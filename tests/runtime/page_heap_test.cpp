@@ -17,29 +17,29 @@ struct PageHeapFixture {
     PageHeap pages{os, index};
 
     Span* alloc(std::size_t npages, DirtyPages* dirty_out = nullptr) {
-        std::lock_guard<std::mutex> lock(pages.mutex());
+        std::lock_guard<SpinningMutex> lock(pages.mutex());
         DirtyPages dirty;
         Span* s = pages.alloc_span_locked(npages, span_class(0, false), false, dirty);
         if (dirty_out != nullptr) *dirty_out = dirty;
         return s;
     }
     void free(Span* s) {
-        std::lock_guard<std::mutex> lock(pages.mutex());
+        std::lock_guard<SpinningMutex> lock(pages.mutex());
         pages.free_span_locked(s);
     }
     std::size_t release(std::size_t bytes) {
-        std::lock_guard<std::mutex> lock(pages.mutex());
+        std::lock_guard<SpinningMutex> lock(pages.mutex());
         return pages.release_locked(bytes);
     }
     const char* verify() {
-        std::lock_guard<std::mutex> lock(pages.mutex());
+        std::lock_guard<SpinningMutex> lock(pages.mutex());
         return pages.verify_locked();
     }
-    std::uint64_t inuse() { std::lock_guard<std::mutex> l(pages.mutex()); return pages.heap_inuse_locked(); }
-    std::uint64_t free_resident() { std::lock_guard<std::mutex> l(pages.mutex()); return pages.heap_free_locked(); }
-    std::uint64_t released() { std::lock_guard<std::mutex> l(pages.mutex()); return pages.heap_released_locked(); }
-    std::uint64_t sys() { std::lock_guard<std::mutex> l(pages.mutex()); return pages.heap_sys_locked(); }
-    std::size_t runs() { std::lock_guard<std::mutex> l(pages.mutex()); return pages.free_run_count_locked(); }
+    std::uint64_t inuse() { std::lock_guard<SpinningMutex> l(pages.mutex()); return pages.heap_inuse_locked(); }
+    std::uint64_t free_resident() { std::lock_guard<SpinningMutex> l(pages.mutex()); return pages.heap_free_locked(); }
+    std::uint64_t released() { std::lock_guard<SpinningMutex> l(pages.mutex()); return pages.heap_released_locked(); }
+    std::uint64_t sys() { std::lock_guard<SpinningMutex> l(pages.mutex()); return pages.heap_sys_locked(); }
+    std::size_t runs() { std::lock_guard<SpinningMutex> l(pages.mutex()); return pages.free_run_count_locked(); }
 };
 
 }  // namespace
@@ -128,7 +128,7 @@ TEST_CASE_METHOD(PageHeapFixture, "page heap: release takes the highest pages fi
     CHECK(release(2 * kPageSize) == 2 * kPageSize);
     CHECK(released() == released_before + 2 * kPageSize);
     {
-        std::lock_guard<std::mutex> lock(pages.mutex());
+        std::lock_guard<SpinningMutex> lock(pages.mutex());
         CHECK(index.arena_of(high)->is_released(ArenaMeta::page_of(high)));
         CHECK_FALSE(index.arena_of(low)->is_released(ArenaMeta::page_of(low)));
     }
