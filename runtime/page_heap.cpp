@@ -61,8 +61,11 @@ Span* PageHeap::alloc_span_locked(std::size_t npages, std::size_t spc, bool nosc
     if (span == nullptr) return nullptr;
 
     const auto [run_pages, run_base] = *it;
-    erase_free_run_locked(run_base, run_pages);
-    if (run_pages > npages) insert_free_run_locked(run_base + npages * kPageSize, run_pages - npages);
+    if (run_pages > npages) {
+        rekey_free_run_locked(run_base, run_pages, run_base + npages * kPageSize, run_pages - npages);
+    } else {
+        erase_free_run_locked(run_base, run_pages);
+    }
 
     const std::size_t released_pages = claim_pages_locked(run_base, npages, dirty);
     heap_released_ -= released_pages * kPageSize;
@@ -109,26 +112,41 @@ void PageHeap::set_released_locked(std::uintptr_t base, std::size_t npages, bool
 }
 
 void PageHeap::insert_free_run_locked(std::uintptr_t base, std::size_t npages) {
-    // Coalesce with the runs just below and just above.
+    // Coalesce with the runs just below and just above, reusing their index
+    // nodes: the common cases allocate nothing inside the lock.
     auto above = free_by_addr_.find(base + npages * kPageSize);
-    if (above != free_by_addr_.end()) {
-        const std::size_t above_pages = above->second;
-        erase_free_run_locked(above->first, above_pages);
-        npages += above_pages;
-    }
     auto below = free_by_addr_.lower_bound(base);
+    bool has_below = false;
     if (below != free_by_addr_.begin()) {
         --below;
-        if (below->first + below->second * kPageSize == base) {
-            const std::uintptr_t below_base = below->first;
-            const std::size_t below_pages = below->second;
-            erase_free_run_locked(below_base, below_pages);
-            base = below_base;
-            npages += below_pages;
-        }
+        has_below = below->first + below->second * kPageSize == base;
     }
-    free_by_addr_.emplace(base, npages);
-    free_by_size_.emplace(npages, base);
+    if (has_below) {
+        const std::uintptr_t below_base = below->first;
+        const std::size_t below_pages = below->second;
+        std::size_t total = below_pages + npages;
+        if (above != free_by_addr_.end()) {
+            total += above->second;
+            erase_free_run_locked(above->first, above->second);
+        }
+        rekey_free_run_locked(below_base, below_pages, below_base, total);
+    } else if (above != free_by_addr_.end()) {
+        rekey_free_run_locked(above->first, above->second, base, npages + above->second);
+    } else {
+        free_by_addr_.emplace(base, npages);
+        free_by_size_.emplace(npages, base);
+    }
+}
+
+void PageHeap::rekey_free_run_locked(std::uintptr_t base, std::size_t npages, std::uintptr_t new_base,
+                                     std::size_t new_pages) {
+    auto by_addr = free_by_addr_.extract(base);
+    by_addr.key() = new_base;
+    by_addr.mapped() = new_pages;
+    free_by_addr_.insert(std::move(by_addr));
+    auto by_size = free_by_size_.extract(Run{npages, base});
+    by_size.value() = Run{new_pages, new_base};
+    free_by_size_.insert(std::move(by_size));
 }
 
 void PageHeap::erase_free_run_locked(std::uintptr_t base, std::size_t npages) {

@@ -7,7 +7,9 @@
 // among equals — Go's policy from 1.12 to 1.13 (its treap); Go 1.14+ uses
 // address-ordered first fit via a radix tree of bitmaps. Both keep the heap
 // compact; best fit is O(log n) with standard containers. A run is carved from
-// its low end.
+// its low end. Carving and coalescing move the runs' index nodes to their new
+// keys instead of erasing and inserting, so that the usual allocation and
+// free call no malloc while holding the lock.
 //
 // Counters (bytes; all guarded by mutex()):
 //   heap_inuse    pages of in-use spans                      (MemStats.HeapInuse)
@@ -138,6 +140,10 @@ private:
     bool is_released_locked(std::uintptr_t page) const;
     void insert_free_run_locked(std::uintptr_t base, std::size_t npages);
     void erase_free_run_locked(std::uintptr_t base, std::size_t npages);
+    /// Turns the free run (base, npages) into (new_base, new_pages) in both
+    /// indexes, moving their nodes instead of freeing and allocating them.
+    void rekey_free_run_locked(std::uintptr_t base, std::size_t npages, std::uintptr_t new_base,
+                               std::size_t new_pages);
     std::size_t claim_pages_locked(std::uintptr_t base, std::size_t npages, DirtyPages& dirty);
     void set_released_locked(std::uintptr_t base, std::size_t npages, bool released);
 

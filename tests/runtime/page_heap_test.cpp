@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <vector>
 
 using namespace gcheap::detail;
@@ -86,6 +87,40 @@ TEST_CASE_METHOD(PageHeapFixture, "page heap: neighbouring free runs coalesce", 
     Span* three = alloc(3);
     CHECK(three->base == hole_base);
     CHECK(verify() == nullptr);
+}
+
+TEST_CASE_METHOD(PageHeapFixture, "page heap: random allocations and frees keep both free-run indexes exact",
+                 "[page_heap]") {
+    // Free runs are carved and merged by moving index nodes (rekeying), so
+    // every shape of neighbourhood must leave the two indexes in step (P2, P4).
+    std::mt19937 rng(11);
+    std::vector<Span*> live;
+    std::uint64_t live_pages = 0;
+    for (int step = 0; step < 4000; ++step) {
+        const bool allocate = live.empty() || std::uniform_int_distribution<int>(0, 99)(rng) < 55;
+        if (allocate) {
+            const std::size_t npages = std::uniform_int_distribution<std::size_t>(1, 9)(rng);
+            Span* s = alloc(npages);
+            REQUIRE(s != nullptr);
+            live.push_back(s);
+            live_pages += npages;
+        } else {
+            const std::size_t i = std::uniform_int_distribution<std::size_t>(0, live.size() - 1)(rng);
+            live_pages -= live[i]->npages;
+            free(live[i]);
+            live[i] = live.back();
+            live.pop_back();
+        }
+        if (step % 50 == 0) {
+            INFO("step " << step);
+            REQUIRE(verify() == nullptr);
+            REQUIRE(inuse() == live_pages * kPageSize);
+        }
+    }
+    for (Span* s : live) free(s);
+    CHECK(verify() == nullptr);
+    CHECK(inuse() == 0);
+    CHECK(runs() <= 2);  // everything coalesced again (at most one gap per reservation)
 }
 
 TEST_CASE_METHOD(PageHeapFixture, "page heap: reused dirty pages are reported for zeroing, released ones are not",
