@@ -114,11 +114,17 @@ std::uint64_t Marker::scanned_bytes() const {
     return total;
 }
 
-inline void Marker::grey_candidate(Worker& worker, std::uintptr_t candidate) {
-    if (candidate < index_.lowest() || candidate >= index_.highest()) return;
+inline Span* Marker::span_containing(std::uintptr_t candidate, std::uintptr_t lowest,
+                                     std::uintptr_t highest) const {
+    if (candidate < lowest || candidate >= highest) return nullptr;
     Span* span = index_.span_of(candidate);
-    if (span == nullptr || candidate >= span->limit()) return;
-    grey_in_span(worker, span, candidate);
+    return span != nullptr && candidate < span->limit() ? span : nullptr;
+}
+
+inline void Marker::grey_candidate(Worker& worker, std::uintptr_t candidate) {
+    if (Span* span = span_containing(candidate, index_.lowest(), index_.highest())) {
+        grey_in_span(worker, span, candidate);
+    }
 }
 
 // `candidate` lies in [span->base, span->limit()).
@@ -146,9 +152,8 @@ GCHEAP_SCAN_INLINE GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worke
             grey_in_span(worker, hint.span, candidate);
             continue;
         }
-        if (candidate < lowest || candidate >= highest) continue;
-        Span* span = index_.span_of(candidate);
-        if (span == nullptr || candidate >= span->limit()) continue;
+        Span* span = span_containing(candidate, lowest, highest);
+        if (span == nullptr) continue;
         hint = {span, span->base, span->limit() - span->base};
         grey_in_span(worker, span, candidate);
     }

@@ -108,9 +108,6 @@ private:
     static constexpr std::size_t kPrefetchDistance = 8;  // popped objects being fetched before they are scanned
     static constexpr std::size_t kTransferBatch = 256;   // items moved to or from the pool at once
 
-    // The arrays are here, not on the C stack: the collecting thread's stack
-    // is a root in later cycles, and stale copies of ranges would pin objects.
-    // Cache-line aligned: each worker writes its own on every object.
     // A span whose objects the last candidate pointed into: pointers found
     // together mostly point into one span (a table of objects allocated in a
     // row, a list's or a tree's nodes), and a hit skips the three dependent
@@ -122,6 +119,9 @@ private:
         std::uintptr_t bytes = 0;  // candidate - base < bytes: inside span's objects
     };
 
+    // The arrays are here, not on the C stack: the collecting thread's stack
+    // is a root in later cycles, and stale copies of ranges would pin objects.
+    // Cache-line aligned: each worker writes its own on every object.
     struct alignas(64) Worker {
         SpanHint hint;
         MarkStack stack;
@@ -131,6 +131,9 @@ private:
         std::uint64_t scanned_bytes = 0;
     };
 
+    /// The span whose objects [base, limit) hold `candidate`, or nullptr;
+    /// `lowest` and `highest` are the arena index's bounds.
+    Span* span_containing(std::uintptr_t candidate, std::uintptr_t lowest, std::uintptr_t highest) const;
     void grey_candidate(Worker& worker, std::uintptr_t candidate);
     void grey_in_span(Worker& worker, Span* span, std::uintptr_t candidate);
     void scan_words(Worker& worker, std::uintptr_t begin, std::uintptr_t end);

@@ -10,8 +10,9 @@
 // an intercepted call at which pending signals run, and a safepoint at which a
 // thread the collector waits for parks itself. Other builds block as usual.
 //
-// SpinningMutex guards short sections that an allocating thread and the
-// background sweeper take at the same moment (a class's unswept spans).
+// SpinningMutex guards short sections that allocating threads and the
+// background sweeper take at the same moment (a class's unswept spans, the
+// page heap).
 #pragma once
 
 #include <sched.h>
