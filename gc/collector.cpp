@@ -31,8 +31,8 @@ unsigned online_cpus() {
     return n > 0 ? static_cast<unsigned>(n) : 1u;
 }
 
-unsigned mark_threads_for(const HeapOptions& options) {
-    return options.mark_threads != 0 ? options.mark_threads : online_cpus();
+unsigned mark_threads_for(const HeapOptions& options, unsigned ncpu) {
+    return options.mark_threads != 0 ? options.mark_threads : ncpu;
 }
 
 // Go's fmtNSAsMS: whole milliseconds from 10 ms up, else two significant
@@ -87,8 +87,9 @@ Collector::Collector(Heap& heap, const HeapOptions& options)
     : heap_(heap),
       gctrace_(options.gctrace),
       started_ns_(monotonic_ns()),
+      ncpu_(online_cpus()),
       pacer_(options),
-      marker_(heap, mark_threads_for(options), options.parallel_mark_min_bytes),
+      marker_(heap, mark_threads_for(options, ncpu_), options.parallel_mark_min_bytes),
       sweeper_(heap, options.background_sweeper),
       finalizers_(heap) {}
 
@@ -248,7 +249,7 @@ void Collector::record_cycle(const CycleTimes& t, bool forced) {
     pause_end_[n % 256] = end;
     pause_total_ns_ += pause;
     last_gc_unix_ns_ = end;
-    gc_cpu_ns_ += pause * online_cpus();  // the world is stopped on every CPU, as Go counts it
+    gc_cpu_ns_ += pause * ncpu_;  // the world is stopped on every CPU, as Go counts it
     if (forced) ++num_forced_gc_;
     num_gc_.store(n + 1, std::memory_order_release);
 }
@@ -265,11 +266,11 @@ void Collector::fill_mem_stats(MemStats& s) {
     s.NumGC = num_gc_.load(std::memory_order_relaxed);
     s.NumForcedGC = num_forced_gc_;
     const auto wall = static_cast<double>(monotonic_ns() - started_ns_);
-    s.GCCPUFraction = wall > 0 ? static_cast<double>(gc_cpu_ns_) / (wall * online_cpus()) : 0.0;
+    s.GCCPUFraction = wall > 0 ? static_cast<double>(gc_cpu_ns_) / (wall * ncpu_) : 0.0;
 }
 
 void Collector::print_gctrace(const CycleTimes& t, bool forced) {
-    const unsigned procs = online_cpus();
+    const unsigned procs = ncpu_;
     const auto since_start = static_cast<double>(monotonic_ns() - started_ns_);
     double fraction = 0;
     {

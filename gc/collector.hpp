@@ -111,6 +111,9 @@ private:
     Heap& heap_;
     const int gctrace_;
     const std::uint64_t started_ns_;  // CLOCK_MONOTONIC
+    // Online CPUs when the heap was made (Go's ncpu, read once at start-up):
+    // asking per cycle cost a sysfs read each time.
+    const unsigned ncpu_;
     ThreadRegistry threads_;
     RootSet roots_;
     Pacer pacer_;

@@ -44,7 +44,15 @@ public:
     }
     bool pop(MarkRange& out) {
         if (top_ == bottom_) return false;
-        out = items_[--top_];
+        --top_;
+        std::uintptr_t begin = items_[top_].begin;
+        std::uintptr_t end = items_[top_].end;
+        // Two scalar loads, never one 16-byte load: push() stores the words
+        // separately, and a wide load of a just-pushed item (every node of a
+        // list) misses store forwarding and stalls; the compiler otherwise
+        // widens the load when the item is copied on whole.
+        asm("" : "+r"(begin), "+r"(end));
+        out = {begin, end};
         return true;
     }
     std::size_t size() const { return top_ - bottom_; }

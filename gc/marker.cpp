@@ -114,17 +114,14 @@ std::uint64_t Marker::scanned_bytes() const {
     return total;
 }
 
-inline Span* Marker::span_containing(std::uintptr_t candidate, std::uintptr_t lowest,
-                                     std::uintptr_t highest) const {
-    if (candidate < lowest || candidate >= highest) return nullptr;
+inline Span* Marker::span_containing(std::uintptr_t candidate) const {
     Span* span = index_.span_of(candidate);
     return span != nullptr && candidate < span->limit() ? span : nullptr;
 }
 
 inline void Marker::grey_candidate(Worker& worker, std::uintptr_t candidate) {
-    if (Span* span = span_containing(candidate, index_.lowest(), index_.highest())) {
-        grey_in_span(worker, span, candidate);
-    }
+    if (candidate - index_.lowest() >= index_.highest() - index_.lowest()) return;
+    if (Span* span = span_containing(candidate)) grey_in_span(worker, span, candidate);
 }
 
 // `candidate` lies in [span->base, span->limit()).
@@ -140,25 +137,51 @@ inline void Marker::grey_in_span(Worker& worker, Span* span, std::uintptr_t cand
 
 // Reads every word of [begin, end), which may be a thread's stack with
 // sanitizer redzones or another thread's data: exempt from instrumentation.
-GCHEAP_SCAN_INLINE GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worker, std::uintptr_t begin, std::uintptr_t end) {
+// Most words are not heap pointers (zeros, small integers, addresses outside
+// the heap), so the first test is the one that rejects them: one subtraction
+// and one comparison against the heap's address range, [lowest, lowest +
+// heap_bytes). `hint` is the span of the last heap pointer seen
+// (Worker::hint), kept in a register across the ranges of a batch.
+GCHEAP_SCAN_INLINE GCHEAP_NO_SANITIZE_SCAN std::uintptr_t Marker::scan_words_hinted(
+    Worker& worker, SpanHint& hint, std::uintptr_t lowest, std::uintptr_t heap_bytes, std::uintptr_t begin,
+    std::uintptr_t end) {
     begin = (begin + sizeof(std::uintptr_t) - 1) & ~(sizeof(std::uintptr_t) - 1);
-    const std::uintptr_t lowest = index_.lowest();
-    const std::uintptr_t highest = index_.highest();
-    // The span of the last heap pointer this worker saw (Worker::hint).
-    SpanHint hint = worker.hint;
-    for (std::uintptr_t p = begin; p + sizeof(std::uintptr_t) <= end; p += sizeof(std::uintptr_t)) {
-        const std::uintptr_t candidate = *reinterpret_cast<const volatile std::uintptr_t*>(p);
+    if (end <= begin) return 0;
+    const volatile std::uintptr_t* p = reinterpret_cast<const volatile std::uintptr_t*>(begin);
+    const volatile std::uintptr_t* const stop = p + (end - begin) / sizeof(std::uintptr_t);
+    for (; p != stop; ++p) {
+        const std::uintptr_t candidate = *p;
+        if (candidate - lowest >= heap_bytes) continue;
         if (candidate - hint.base < hint.bytes) {
             grey_in_span(worker, hint.span, candidate);
             continue;
         }
-        Span* span = span_containing(candidate, lowest, highest);
+        Span* span = span_containing(candidate);
         if (span == nullptr) continue;
         hint = {span, span->base, span->limit() - span->base};
         grey_in_span(worker, span, candidate);
     }
+    return end - begin;
+}
+
+GCHEAP_SCAN_INLINE GCHEAP_NO_SANITIZE_SCAN void Marker::scan_words(Worker& worker, std::uintptr_t begin,
+                                                               std::uintptr_t end) {
+    SpanHint hint = worker.hint;
+    const std::uintptr_t lowest = index_.lowest();
+    worker.scanned_bytes += scan_words_hinted(worker, hint, lowest, index_.highest() - lowest, begin, end);
     worker.hint = hint;
-    worker.scanned_bytes += end > begin ? end - begin : 0;
+}
+
+GCHEAP_SCAN_INLINE GCHEAP_NO_SANITIZE_SCAN void Marker::scan_ranges(Worker& worker, const MarkRange* ranges, std::size_t n) {
+    SpanHint hint = worker.hint;
+    const std::uintptr_t lowest = index_.lowest();
+    const std::uintptr_t heap_bytes = index_.highest() - lowest;
+    std::uint64_t scanned = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        scanned += scan_words_hinted(worker, hint, lowest, heap_bytes, ranges[i].begin, ranges[i].end);
+    }
+    worker.scanned_bytes += scanned;
+    worker.hint = hint;
 }
 
 void Marker::scan_root_range(std::uintptr_t begin, std::uintptr_t end) {
@@ -225,45 +248,41 @@ void Marker::share(Worker& worker) {
     for (std::size_t i = 0; i < unqueued; ++i) scan_words(worker, batch[i].begin, batch[i].end);
 }
 
-// Scans what the worker's stack holds until it is empty. Popped items wait in
-// a short FIFO after their first line is prefetched, so that up to
-// kPrefetchDistance objects are fetched from memory at once instead of one
-// cache miss after another: on a tree or list, the next object to scan is
-// almost always the one just greyed, whose memory is not in cache yet.
+// Scans what the worker's stack holds until it is empty, a batch at a time:
+// up to kPrefetchBatch popped objects have their first line prefetched, then
+// are scanned together, so that their cache misses overlap instead of
+// following one another (on a tree, the objects just greyed are the next to
+// scan, and not in cache yet). A list has one object on the stack at a time:
+// its batches hold one. A range too large to prefetch ends a batch; the
+// hardware prefetcher streams it.
 void Marker::drain_own_stack(Worker& worker) {
-    MarkRange* queued = worker.prefetch_queue;
-    std::size_t oldest = 0;
-    std::size_t count = 0;
+    MarkRange* batch = worker.batch;
     for (;;) {
         MarkRange range;
-        if (worker.stack.pop(range)) {
-            // A large range is split so others can help; if the rest cannot
-            // be pushed, it is scanned here and now instead.
-            if (range.end - range.begin > kScanChunk && worker.stack.push({range.begin + kScanChunk, range.end})) {
-                range.end = range.begin + kScanChunk;
-            }
-            if ((count == 0 && worker.stack.empty()) || range.end - range.begin > kPrefetchMaxBytes) {
-                // Scanned at once: with nothing to overlap the fetch with (a
-                // list is marked one node at a time), or a large range, which
-                // the hardware prefetcher streams and which must stay
-                // shareable (the queue is not) rather than wait here.
-            } else {
-                __builtin_prefetch(reinterpret_cast<const void*>(range.begin));
-                if (count < kPrefetchDistance) {
-                    queued[(oldest + count++) % kPrefetchDistance] = range;
-                    continue;
-                }
-                std::swap(range, queued[oldest]);  // scan the oldest; the new one takes its place
-                oldest = (oldest + 1) % kPrefetchDistance;
-            }
-        } else if (count > 0) {
-            range = queued[oldest];
-            oldest = (oldest + 1) % kPrefetchDistance;
-            --count;
-        } else {
-            return;
+        if (!worker.stack.pop(range)) return;
+        if (range.end - range.begin <= kPrefetchMaxBytes && worker.stack.empty()) {
+            // Alone (a list's next node), it is needed at once: nothing to
+            // overlap its fetch with, and nothing to share.
+            scan_words(worker, range.begin, range.end);
+            continue;
         }
-        scan_words(worker, range.begin, range.end);
+        std::size_t n = 0;
+        for (;;) {
+            if (range.end - range.begin > kPrefetchMaxBytes) {
+                // Split so that others can help; if the rest cannot be
+                // pushed, it is scanned here and now instead.
+                if (range.end - range.begin > kScanChunk &&
+                    worker.stack.push({range.begin + kScanChunk, range.end})) {
+                    range.end = range.begin + kScanChunk;
+                }
+                batch[n++] = range;
+                break;  // the rest of a split range is on top of the stack again
+            }
+            __builtin_prefetch(reinterpret_cast<const void*>(range.begin));
+            batch[n++] = range;
+            if (n == kPrefetchBatch || !worker.stack.pop(range)) break;
+        }
+        scan_ranges(worker, batch, n);
         // Share only while someone waits (or the helpers still sleep) and
         // the last shared batch has been taken: one batch per idle worker,
         // not one per object scanned while it wakes up.

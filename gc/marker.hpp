@@ -105,8 +105,8 @@ public:
     void set_stack_limit_for_testing(std::size_t entries);
 
 private:
-    static constexpr std::size_t kPrefetchDistance = 8;  // popped objects being fetched before they are scanned
-    static constexpr std::size_t kTransferBatch = 256;   // items moved to or from the pool at once
+    static constexpr std::size_t kPrefetchBatch = 8;  // popped objects fetched together, then scanned
+    static constexpr std::size_t kTransferBatch = 256;  // items moved to or from the pool at once
 
     // A span whose objects the last candidate pointed into: pointers found
     // together mostly point into one span (a table of objects allocated in a
@@ -125,18 +125,22 @@ private:
     struct alignas(64) Worker {
         SpanHint hint;
         MarkStack stack;
-        MarkRange prefetch_queue[kPrefetchDistance];  // drain_own_stack()'s FIFO
-        MarkRange transfer[kTransferBatch];           // share() and the pool's seeding
+        MarkRange batch[kPrefetchBatch];     // drain_own_stack()'s objects being fetched
+        MarkRange transfer[kTransferBatch];  // share() and the pool's seeding
         std::uint64_t marked_bytes = 0;
         std::uint64_t scanned_bytes = 0;
     };
 
-    /// The span whose objects [base, limit) hold `candidate`, or nullptr;
-    /// `lowest` and `highest` are the arena index's bounds.
-    Span* span_containing(std::uintptr_t candidate, std::uintptr_t lowest, std::uintptr_t highest) const;
+    /// The span whose objects [base, limit) hold `candidate`, or nullptr.
+    /// Any address may be asked; callers filter with the heap's address
+    /// range first, which rejects most words for the price of a comparison.
+    Span* span_containing(std::uintptr_t candidate) const;
     void grey_candidate(Worker& worker, std::uintptr_t candidate);
     void grey_in_span(Worker& worker, Span* span, std::uintptr_t candidate);
     void scan_words(Worker& worker, std::uintptr_t begin, std::uintptr_t end);
+    std::uintptr_t scan_words_hinted(Worker& worker, SpanHint& hint, std::uintptr_t lowest, std::uintptr_t heap_bytes,
+                                     std::uintptr_t begin, std::uintptr_t end);
+    void scan_ranges(Worker& worker, const MarkRange* ranges, std::size_t n);
     void drain_own_stack(Worker& worker);
     void work(Worker& worker);
     void share(Worker& worker);

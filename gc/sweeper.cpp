@@ -2,6 +2,10 @@
 #include "gc/sweeper.hpp"
 
 #include "runtime/heap.hpp"
+#include "runtime/sync.hpp"
+
+#include <pthread.h>
+#include <sched.h>
 
 #include <bit>
 #include <cstring>
@@ -190,9 +194,32 @@ void Sweeper::wake_background() {
                                                      start_failure_reported_)) {
             return;
         }
+        if (!background_lowered_) {
+            background_lowered_ = true;
+            lower_background_priority();
+        }
         bg_work_ = true;
     }
     bg_cv_.notify_one();
+}
+
+void Sweeper::lower_background_priority() {
+    // Under ThreadSanitizer the allocator's locks poll with sched_yield()
+    // (sync.hpp) instead of sleeping, so a waiter would never free the core
+    // an idle-priority sweeper holding the lock needs.
+    if constexpr (kPollingLocks) return;
+    sched_param param{};
+    param.sched_priority = 0;
+    // Not fatal: the sweeper then competes for cores like any thread.
+    (void)pthread_setschedparam(background_.native_handle(), SCHED_IDLE, &param);
+}
+
+int Sweeper::background_policy() {
+    std::lock_guard<std::mutex> lock(bg_mu_);
+    if (!background_.joinable()) return -1;
+    int policy = -1;
+    sched_param param{};
+    return pthread_getschedparam(background_.native_handle(), &policy, &param) == 0 ? policy : -1;
 }
 
 void Sweeper::background_main() {

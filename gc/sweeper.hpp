@@ -15,6 +15,13 @@
 // (sweep_for_allocation); (2) before the page heap grows (reclaim); (3) by a
 // background thread after automatic collections (started at the first); (4) completely by
 // collect() before it returns, and before the next cycle's world stop.
+// The background thread runs at SCHED_IDLE: like Go's bgsweep, which yields
+// whenever another goroutine could run, it uses only CPU time nobody else
+// wants. When every core is busy, allocation sweeps for itself and keeps the
+// empty spans it finds (see above), where a background sweeper competing
+// for a core would free them to the page heap for the allocating threads to
+// take back. Its locks are held for a span or a batch, never across a wait,
+// so a waiter that blocks frees the core the sweeper needs to finish.
 // (3) and (4) take spans of one class kMaxBatch at a time, and free the empty
 // ones and file the others under one lock each per batch: a background
 // sweeper that took the page heap's lock once per span contended with the
@@ -74,6 +81,9 @@ public:
         std::lock_guard<std::mutex> lock(bg_mu_);
         return background_.joinable();
     }
+    /// The background thread's scheduling policy (SCHED_IDLE where it could
+    /// be set), or -1 before it has started.
+    int background_policy();
     std::uint64_t spans_swept() const { return spans_swept_.load(std::memory_order_relaxed); }
 
 private:
@@ -93,6 +103,8 @@ private:
     /// nothing is left to sweep.
     bool sweep_some(std::size_t max_spans, std::size_t& released_pages);
     void background_main();
+    /// bg_mu_ held, thread started: SCHED_IDLE for the background thread.
+    void lower_background_priority();
 
     Heap& heap_;
     std::atomic<std::size_t> unswept_{0};
@@ -106,6 +118,7 @@ private:
     bool bg_work_ = false;
     bool bg_stop_ = false;
     bool start_failure_reported_ = false;
+    bool background_lowered_ = false;
     std::thread background_;  // started on first wake_background(), guarded by bg_mu_
 };
 

@@ -19,6 +19,7 @@
 #include <gcheap/gcheap.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <new>
 #include <stdexcept>
 
@@ -81,22 +82,37 @@ Span* Heap::acquire_span(ThreadCache* cache, std::size_t spc) {
         // the span fills; a small span does fill, so take them in one call.
         if (!dirty.any()) os_.prefault(reinterpret_cast<void*>(span->base), span->npages * kPageSize);
     }
+    // An empty span with stale bytes (swept, or a reused page run) is zeroed
+    // whole: one streaming memset costs less than a cache miss on each
+    // line's first slot, and its slots are then allocated from cache.
+    if (span->needzero && span->alloc_count.load(std::memory_order_relaxed) == 0) {
+        std::memset(reinterpret_cast<void*>(span->base), 0, std::size_t{span->nelems} * span->elem_size);
+        span->needzero = false;
+    }
     span->home = SpanHome::kThreadCache;
     span->alloc_count_at_cache = span->alloc_count.load(std::memory_order_relaxed);
-    heap_live_.fetch_add(std::uint64_t{span->free_slots()} * span->elem_size, std::memory_order_relaxed);
     return span;
 }
 
 Span* Heap::refill_cache_locked(ThreadCache* cache, std::size_t spc) {
     Span* old = cache->spans[spc];
     cache->spans[spc] = &empty_span_;  // (T1) holds whatever happens below
+    // The pacer counts a cached span's free slots as allocated. One atomic
+    // update per refill, and none for the usual full span given back:
+    // heap_live_ is shared by every allocating thread, and each update
+    // takes its cache line from the thread that wrote it last.
+    std::int64_t live_delta = 0;
     if (old != &empty_span_) {
         Profiler::unplant(*old);
-        heap_live_.fetch_sub(std::uint64_t{old->free_slots()} * old->elem_size, std::memory_order_relaxed);
+        live_delta -= static_cast<std::int64_t>(std::uint64_t{old->free_slots()} * old->elem_size);
         central_of(old).uncache_span(old);
     }
     Span* fresh = acquire_span(cache, spc);
-    if (fresh != nullptr) cache->spans[spc] = fresh;
+    if (fresh != nullptr) {
+        cache->spans[spc] = fresh;
+        live_delta += static_cast<std::int64_t>(std::uint64_t{fresh->free_slots()} * fresh->elem_size);
+    }
+    if (live_delta != 0) heap_live_.fetch_add(static_cast<std::uint64_t>(live_delta), std::memory_order_relaxed);
     return fresh;
 }
 

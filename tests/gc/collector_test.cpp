@@ -8,10 +8,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -544,6 +547,46 @@ TEST_CASE("collector: allocation sweeps its own class and keeps an empty span ra
     REQUIRE(heap.collector().sweeper().pending());
     heap.collector().collect();
     CHECK(heap.verify() == nullptr);
+}
+
+TEST_CASE("collector: an empty span with stale bytes is zeroed whole when a thread cache takes it", "[gc][sweep]") {
+    Heap heap(manual_gc());
+    constexpr std::size_t kSize = 48;
+    constexpr int kObjects = 20000;
+    [&heap] {
+        for (int i = 0; i < kObjects; ++i) std::memset(heap.alloc(kSize, false), 0xAB, kSize);
+    }();
+    collect(heap);  // the spans die and their pages return to the page heap, still resident and dirty
+    int empty_spans = 0;
+    const Span* last = nullptr;
+    for (int i = 0; i < kObjects; ++i) {
+        const void* p = heap.alloc(kSize, false);
+        const Span* span = heap.arena_index().span_of(reinterpret_cast<std::uintptr_t>(p));
+        REQUIRE(span != nullptr);
+        if (span == last) continue;
+        last = span;
+        if (span->alloc_count_at_cache != 0) continue;  // a span with survivors: zeroed slot by slot
+        ++empty_spans;
+        CHECK_FALSE(span->needzero);
+        const auto* bytes = reinterpret_cast<const unsigned char*>(span->base);
+        const std::size_t used = std::size_t{span->nelems} * span->elem_size;
+        CHECK(std::all_of(bytes, bytes + used, [](unsigned char b) { return b == 0; }));
+    }
+    CHECK(empty_spans > 0);
+}
+
+TEST_CASE("collector: the background sweeper takes only idle CPU time", "[gc][sweep]") {
+    gcheap::HeapOptions options = manual_gc();
+    options.gc_percent = 100;
+    options.background_sweeper = true;
+    auto heap = std::make_unique<Heap>(options);
+    CHECK(heap->collector().sweeper().background_policy() == -1);  // started at the first automatic cycle
+    allocate_until_cycle(*heap);
+    REQUIRE(heap->collector().sweeper().thread_started());
+    // Under ThreadSanitizer the allocator's locks poll instead of sleeping,
+    // so the sweeper keeps the normal policy (sweeper.hpp).
+    CHECK(heap->collector().sweeper().background_policy() ==
+          (gcheap::detail::kPollingLocks ? SCHED_OTHER : SCHED_IDLE));
 }
 
 TEST_CASE("collector: GOGC off means no automatic collection; set_gc_percent returns the old value", "[gc][pacer]") {
