@@ -84,8 +84,10 @@ Span* Heap::acquire_span(ThreadCache* cache, std::size_t spc) {
     }
     // An empty span with stale bytes (swept, or a reused page run) is zeroed
     // whole: one streaming memset costs less than a cache miss on each
-    // line's first slot, and its slots are then allocated from cache.
-    if (span->needzero && span->alloc_count.load(std::memory_order_relaxed) == 0) {
+    // line's first slot, and its slots are then allocated from cache. Not
+    // under GCHEAP_DEBUG=clobberfree: its pattern must stay in each freed
+    // slot until the slot is handed out again, to expose hidden pointers.
+    if (span->needzero && span->alloc_count.load(std::memory_order_relaxed) == 0 && !debug_.clobberfree()) {
         std::memset(reinterpret_cast<void*>(span->base), 0, std::size_t{span->nelems} * span->elem_size);
         span->needzero = false;
     }
