@@ -188,14 +188,13 @@ void Sweeper::wake_background() {
         std::lock_guard<std::mutex> lock(bg_mu_);
         // Started on first need, not with the heap; a failed start is retried
         // at the next wake-up and reported once. Sweeping goes on without it.
-        if (!background_.joinable() &&
-            !heap_.os_memory().start_optional_thread(background_, [this] { background_main(); }, "background sweeper",
-                                                     "spans are swept on allocation and by collect() instead",
-                                                     start_failure_reported_)) {
-            return;
-        }
-        if (!background_lowered_) {
-            background_lowered_ = true;
+        if (!background_.joinable()) {
+            if (!heap_.os_memory().start_optional_thread(background_, [this] { background_main(); },
+                                                         "background sweeper",
+                                                         "spans are swept on allocation and by collect() instead",
+                                                         start_failure_reported_)) {
+                return;
+            }
             lower_background_priority();
         }
         bg_work_ = true;
@@ -208,8 +207,7 @@ void Sweeper::lower_background_priority() {
     // (sync.hpp) instead of sleeping, so a waiter would never free the core
     // an idle-priority sweeper holding the lock needs.
     if constexpr (kPollingLocks) return;
-    sched_param param{};
-    param.sched_priority = 0;
+    sched_param param{};  // priority 0, the only one SCHED_IDLE takes
     // Not fatal: the sweeper then competes for cores like any thread.
     (void)pthread_setschedparam(background_.native_handle(), SCHED_IDLE, &param);
 }

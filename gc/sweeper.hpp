@@ -103,7 +103,7 @@ private:
     /// nothing is left to sweep.
     bool sweep_some(std::size_t max_spans, std::size_t& released_pages);
     void background_main();
-    /// bg_mu_ held, thread started: SCHED_IDLE for the background thread.
+    /// bg_mu_ held, thread just started: SCHED_IDLE for the background thread.
     void lower_background_priority();
 
     Heap& heap_;
@@ -118,7 +118,6 @@ private:
     bool bg_work_ = false;
     bool bg_stop_ = false;
     bool start_failure_reported_ = false;
-    bool background_lowered_ = false;
     std::thread background_;  // started on first wake_background(), guarded by bg_mu_
 };
 
