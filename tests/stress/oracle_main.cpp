@@ -238,7 +238,8 @@ struct Shared {
 
     void fail(const std::string& message) {
         {
-            std::lock_guard<std::mutex> lock(failures_mu);
+            // Registered threads share this lock: see FinalizedLog.
+            gcheap::detail::MutatorLock<std::mutex> lock(failures_mu);
             if (failures.size() < 40) failures.push_back(message);
         }
         std::fprintf(stderr, "oracle: FAILURE: %s%s", message.c_str(), message.ends_with('\n') ? "" : "\n");

@@ -52,6 +52,7 @@
 #include "gc/finalizers.hpp"
 #include "gc/roots.hpp"
 #include "runtime/heap.hpp"
+#include "runtime/sync.hpp"
 #include "tests/support/heap_fixture.hpp"
 
 #include <gcheap/gcheap.hpp>
@@ -133,19 +134,26 @@ inline std::string hex(std::uint64_t v) {
 /// Ids of the objects the oracle's finalizer ran on. Thread-safe; must
 /// outlive every heap whose objects log to it (a heap's destructor may still
 /// run finalizers).
+///
+/// Its lock is shared by registered threads (mutators, the finalizer
+/// thread), so one of them may be stopped while holding it. Under TSan a
+/// thread blocked in pthread_mutex_lock cannot then be stopped (its signal
+/// is held back until the call returns), and the world stop would wait for
+/// it forever: the lock waits as the library's own mutator locks do, polling
+/// for a pending stop (MutatorLock; a plain lock in other builds).
 class FinalizedLog {
 public:
     void record(std::uint64_t id) {
-        std::lock_guard<std::mutex> lock(mu_);
+        gcheap::detail::MutatorLock<std::mutex> lock(mu_);
         ids_.insert(id);
         ++count_;
     }
     bool contains(std::uint64_t id) {
-        std::lock_guard<std::mutex> lock(mu_);
+        gcheap::detail::MutatorLock<std::mutex> lock(mu_);
         return ids_.count(id) != 0;
     }
     std::uint64_t count() {
-        std::lock_guard<std::mutex> lock(mu_);
+        gcheap::detail::MutatorLock<std::mutex> lock(mu_);
         return count_;
     }
 
