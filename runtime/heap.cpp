@@ -102,7 +102,26 @@ DebugOptions Heap::set_debug(const DebugOptions& options) {
     return previous;
 }
 
-int Heap::set_mem_profile_rate(int rate) { return profiler_.set_rate(rate); }
+int Heap::set_mem_profile_rate(int rate) {
+    const int previous = profiler_.set_rate(rate);
+    // The calling thread's fast path would otherwise hand out the rest of
+    // each cached word (up to 63 objects per class) before its slow path sees
+    // the new rate: Go's rate 1 samples every allocation from the call on.
+    // Other threads see it at their next slow path of each class.
+    if (rate == previous) return previous;
+    // The thread's slot may hold another heap's cache: find this heap's
+    // caches (one per partition) through the thread's binding.
+    MutatorLock<> lifecycle(lifecycle_mutex());
+    const CacheBinding* binding = find_current_thread_binding_locked(*this);
+    if (binding == nullptr) return previous;
+    AllocRegion region(tls_cache_slot);
+    for (ThreadCache* c = binding->cache; c != nullptr; c = c->thread_next) {
+        for (Span* span : c->spans) {
+            if (span != &empty_span_) Profiler::hold_cached_word(*span);
+        }
+    }
+    return previous;
+}
 
 ThreadCache* Heap::bound_cache_slow() {
     ThreadCache* cache = tls_cache_slot.heap_id == id_ ? tls_cache_slot.cache : cache_for_current_thread();

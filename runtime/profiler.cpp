@@ -79,14 +79,16 @@ bool Profiler::is_api_frame(void* return_address) {
     return api;
 }
 
-void Profiler::refresh(ThreadCache* cache) {
+bool Profiler::refresh(ThreadCache* cache) {
     const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed);
-    if (cache->sample_epoch == epoch) return;
-    // A new rate: every countdown is drawn afresh (a planted point stays and
-    // is taken when reached: one sample at the old rate).
+    if (cache->sample_epoch == epoch) return false;
+    // A new rate: every countdown is drawn afresh, and a point planted at the
+    // old rate no longer means a sample (the gap is memoryless, so redrawing
+    // there is as good as keeping it).
     if (cache->sample_rng == 0) cache->sample_rng = (reinterpret_cast<std::uintptr_t>(cache) * 0x9e3779b97f4a7c15ull) | 1;
     cache->sample_left.fill(0);
     cache->sample_epoch = epoch;
+    return true;
 }
 
 double Profiler::uniform(ThreadCache* cache) {
@@ -106,10 +108,10 @@ std::uint32_t Profiler::draw(ThreadCache* cache, int rate, std::size_t size) {
 bool Profiler::account_slow_alloc(ThreadCache* cache, Span& span, std::size_t spc, std::uint32_t index,
                                   std::uint32_t planted) {
     const int rate = rate_.load(std::memory_order_relaxed);
-    refresh(cache);
+    const bool new_rate = refresh(cache);
     std::uint32_t& left = cache->sample_left[spc];
     bool sampled;
-    if (planted != Span::kNoSamplePoint && index == planted) {
+    if (planted != Span::kNoSamplePoint && index == planted && !new_rate) {
         sampled = true;  // the fast path stopped right before it
         left = 0;
     } else {

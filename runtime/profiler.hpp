@@ -20,6 +20,11 @@
 // the fast path hands out the ones before it and then falls into the slow
 // path exactly at the sampled object.
 //
+// A rate change bumps epoch_: each thread redraws its countdowns at its next
+// slow path, where a point planted at the old rate is redrawn rather than
+// taken as a sample. The calling thread also holds back its cached words
+// (hold_cached_word), so that the change applies from its next allocation.
+//
 // Invariants, under mu_:
 //   (P1) live_ holds exactly the sampled objects not yet swept as free;
 //        for each bucket, allocs - frees == its entries in live_.
@@ -45,6 +50,7 @@
 #include <gcheap/profiler.hpp>
 
 #include <array>
+#include <bit>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -83,6 +89,19 @@ public:
         span.sample_base = Span::kNoSamplePoint;
         span.sample_hold = 0;
         return base;
+    }
+
+    /// Holds back the free slots of the span's cached word as a planted
+    /// point does (P4), at the next free slot, so that its owner's next
+    /// allocation from it takes the slow path and draws its countdown at the
+    /// current rate. The owner thread, in its allocation region.
+    static void hold_cached_word(Span& span) {
+        unplant(span);
+        if (span.alloc_cache == 0) return;
+        const auto bit = static_cast<unsigned>(std::countr_zero(span.alloc_cache));
+        span.sample_base = span.free_index.load(std::memory_order_relaxed) + bit;
+        span.sample_hold = span.alloc_cache >> bit;
+        span.alloc_cache = 0;
     }
 
     /// The small-object slow path, in the owner's allocation region, after
@@ -132,7 +151,9 @@ private:
 
     bool account_slow_alloc(ThreadCache* cache, Span& span, std::size_t spc, std::uint32_t index,
                             std::uint32_t planted);
-    void refresh(ThreadCache* cache);
+    /// Redraws the cache's countdowns if the rate changed since they were
+    /// drawn; returns whether it did.
+    bool refresh(ThreadCache* cache);
     static double uniform(ThreadCache* cache);
     static std::uint32_t draw(ThreadCache* cache, int rate, std::size_t size);
     int estimate_rate() const;

@@ -14,7 +14,10 @@ namespace gcheap {
 /// allocated bytes is sampled with its call stack; 1 samples every
 /// allocation, 0 turns sampling off (the default; GCHEAP_MEMPROFILERATE sets
 /// it at start-up). Returns the previous rate. Samples already taken stay,
-/// and their frees are still tracked. Throws std::invalid_argument if negative.
+/// and their frees are still tracked. The new rate applies to the calling
+/// thread's next allocation; other threads take it within at most 63 more
+/// objects of each size class (docs/fragmentation.md). Throws
+/// std::invalid_argument if negative.
 int set_mem_profile_rate(int bytes);
 
 /// One allocation site of the profile (Go's runtime.MemProfileRecord): the

@@ -206,6 +206,37 @@ TEST_CASE("profiler: rate 1 records every allocation with the caller's stack", "
     gcheap::keep_alive(aligned);
 }
 
+TEST_CASE("profiler: a new rate applies from the caller's next allocation, other threads' within a word", "[profiler]") {
+    Heap heap(gcheap::test::no_gc());
+    heap.set_mem_profile_rate(1 << 30);  // practically nothing sampled
+    std::vector<void*> objects;
+    // Warm-up: the thread's cached 48-byte span now has a word partly used
+    // and its countdown drawn at the old rate.
+    alloc_site_a(heap, objects, 10, 48);
+    std::vector<void*> other_objects;
+    std::atomic<int> phase{0};
+    std::thread other([&] {
+        alloc_site_a(heap, other_objects, 10, 64);
+        phase.store(1);
+        while (phase.load() != 2) std::this_thread::yield();
+        alloc_site_b(heap, other_objects, 200, 64);
+    });
+    while (phase.load() != 1) std::this_thread::yield();
+    CHECK(heap.set_mem_profile_rate(1) == (1 << 30));
+    alloc_site_b(heap, objects, 100, 48);
+    phase.store(2);
+    other.join();
+    const std::vector<MemProfileRecord> records = heap.profiler().records();
+    // Rate 1 samples every allocation from the call on, on the calling thread.
+    CHECK(site_totals(records, 48, alloc_site_b).alloc_objects == 100);
+    // Another thread takes the rate at its next slow path of each class: at
+    // most the rest of one 64-slot word goes unsampled.
+    const std::int64_t other_sampled = site_totals(records, 64, alloc_site_b).alloc_objects;
+    CHECK(other_sampled >= 200 - 63);
+    CHECK(other_sampled <= 200);
+    CHECK(heap.verify() == nullptr);
+}
+
 TEST_CASE("profiler: tiny allocations are sampled by block, as in Go", "[profiler]") {
     Heap heap(gcheap::test::no_gc());
     heap.set_mem_profile_rate(1);
