@@ -1,5 +1,6 @@
 // Relocation help: is_sparse, relocate (contents, class, kind, errors) and the
-// Compactor policy; relocating the survivors of sparse spans frees the spans.
+// Compactor policy; relocating the survivors of sparse spans frees the spans;
+// the lock-free object_info() under concurrent collections and sweeping.
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
 #include "tests/support/heap_fixture.hpp"
@@ -8,8 +9,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 using namespace gcheap::detail;
@@ -131,6 +134,69 @@ TEST_CASE("fragmentation relocate: relocating the survivors of sparse spans free
     CHECK(after.stats.HeapInuse + (kSpans - 4) * kPageSize <= before.stats.HeapInuse);
     CHECK(after.wasted_bytes < before.wasted_bytes);
     for (std::size_t k = 0; k < kSpans; ++k) CHECK(roots[k][0] == k * 512);
+    CHECK(heap.verify() == nullptr);
+}
+
+TEST_CASE("fragmentation relocate: object_info, is_sparse and relocate while other threads collect and sweep",
+          "[frag][relocate][gc][threads]") {
+    // object_info() takes no lock: it reads a span that the background
+    // sweeper or an allocating thread may be sweeping at the same time. For
+    // an object its caller keeps, every answer must still find the object,
+    // with its size and class, and copies must keep the contents.
+    gcheap::HeapOptions options;
+    options.gc_percent = 100;
+    options.mark_threads = 2;
+    options.parallel_mark_min_bytes = 0;
+    options.background_sweeper = true;
+    options.background_scavenger = false;
+    Heap heap(options);
+    constexpr std::size_t kKept = 256;
+    std::vector<std::uint64_t*> kept(kKept, nullptr);
+    heap.collector().roots().add(kept.data(), kept.data() + kKept);
+    for (std::size_t k = 0; k < kKept; ++k) {
+        kept[k] = static_cast<std::uint64_t*>(heap.alloc(16, false));
+        kept[k][0] = k;
+        kept[k][1] = ~k;
+    }
+    std::atomic<bool> done{false};
+    std::thread churn([&] {
+        // Garbage of mixed sizes: the pacer starts cycles, and their sweeps
+        // (background and on allocation) run under the relocating thread.
+        static constexpr std::size_t kSizes[] = {16, 48, 16, 256, 16, 1024, 16, 40000};
+        for (std::size_t i = 0; !done.load(std::memory_order_relaxed); ++i) {
+            gcheap::keep_alive(heap.alloc(kSizes[i % 8], (i & 1) != 0));
+        }
+        heap.unregister_current_thread();
+    });
+    const std::uint32_t gc_before = heap.collector().num_gc();
+    std::size_t lookups = 0, not_found = 0, wrong = 0, moved = 0, corrupted = 0;
+    for (int round = 0; round < 20000; ++round) {
+        if (round >= 200 && heap.collector().num_gc() >= gc_before + 20) break;
+        for (std::size_t k = 0; k < kKept; ++k) {
+            ObjectInfo info;
+            ++lookups;
+            if (!heap.object_info(kept[k] + 1, info)) {  // an interior pointer
+                ++not_found;
+                continue;
+            }
+            if (info.base != addr(kept[k]) || info.size != 16 || info.size_class != 2 || info.noscan) ++wrong;
+            (void)heap.is_sparse(kept[k], 0.5);
+            if ((k + static_cast<std::size_t>(round)) % 16 == 0) {
+                kept[k] = static_cast<std::uint64_t*>(heap.relocate(kept[k], 16));
+                ++moved;
+            }
+            if (kept[k][0] != k || kept[k][1] != ~k) ++corrupted;
+        }
+    }
+    done.store(true);
+    churn.join();
+    INFO(lookups << " lookups, " << moved << " relocations");
+    CHECK(heap.collector().num_gc() >= gc_before + 20);  // the race was there to be lost
+    CHECK(not_found == 0);
+    CHECK(wrong == 0);
+    CHECK(corrupted == 0);
+    CHECK(moved > 0);
+    heap.collector().roots().remove(kept.data(), kept.data() + kKept);
     CHECK(heap.verify() == nullptr);
 }
 
