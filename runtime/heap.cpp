@@ -105,7 +105,7 @@ DebugOptions Heap::set_debug(const DebugOptions& options) {
 int Heap::set_mem_profile_rate(int rate) {
     const int previous = profiler_.set_rate(rate);
     // The calling thread's fast path would otherwise hand out the rest of
-    // each cached word (up to 63 objects per class) before its slow path sees
+    // each cached word (up to 64 objects per class) before its slow path sees
     // the new rate: Go's rate 1 samples every allocation from the call on.
     // Other threads see it at their next slow path of each class.
     if (rate == previous) return previous;

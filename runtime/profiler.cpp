@@ -79,15 +79,20 @@ bool Profiler::is_api_frame(void* return_address) {
     return api;
 }
 
-bool Profiler::refresh(ThreadCache* cache) {
-    const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed);
-    if (cache->sample_epoch == epoch) return false;
-    // A new rate: every countdown is drawn afresh, and a point planted at the
-    // old rate no longer means a sample (the gap is memoryless, so redrawing
-    // there is as good as keeping it).
+void Profiler::seed(ThreadCache* cache) {
     if (cache->sample_rng == 0) cache->sample_rng = (reinterpret_cast<std::uintptr_t>(cache) * 0x9e3779b97f4a7c15ull) | 1;
-    cache->sample_left.fill(0);
-    cache->sample_epoch = epoch;
+}
+
+bool Profiler::refresh(ThreadCache* cache, std::size_t spc) {
+    seed(cache);
+    const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed);
+    if (cache->sample_epoch[spc] == epoch) return false;
+    // A new rate: the class's countdown is drawn afresh, and a point planted
+    // in it at the old rate no longer means a sample (the gap is memoryless,
+    // so redrawing there is as good as keeping it). Per class, because each
+    // class's planted point is reached at its own time.
+    cache->sample_left[spc] = 0;
+    cache->sample_epoch[spc] = epoch;
     return true;
 }
 
@@ -108,7 +113,7 @@ std::uint32_t Profiler::draw(ThreadCache* cache, int rate, std::size_t size) {
 bool Profiler::account_slow_alloc(ThreadCache* cache, Span& span, std::size_t spc, std::uint32_t index,
                                   std::uint32_t planted) {
     const int rate = rate_.load(std::memory_order_relaxed);
-    const bool new_rate = refresh(cache);
+    const bool new_rate = refresh(cache, spc);
     std::uint32_t& left = cache->sample_left[spc];
     bool sampled;
     if (planted != Span::kNoSamplePoint && index == planted && !new_rate) {
@@ -147,7 +152,7 @@ bool Profiler::sample_large(ThreadCache* cache, std::size_t bytes) {
     const int rate = rate_.load(std::memory_order_relaxed);
     if (rate == 0 || cache == nullptr) return false;
     if (rate == 1) return true;
-    refresh(cache);
+    seed(cache);
     return uniform(cache) <= -std::expm1(-static_cast<double>(bytes) / rate);
 }
 

@@ -20,10 +20,11 @@
 // the fast path hands out the ones before it and then falls into the slow
 // path exactly at the sampled object.
 //
-// A rate change bumps epoch_: each thread redraws its countdowns at its next
-// slow path, where a point planted at the old rate is redrawn rather than
-// taken as a sample. The calling thread also holds back its cached words
-// (hold_cached_word), so that the change applies from its next allocation.
+// A rate change bumps epoch_: each thread redraws a class's countdown at its
+// next slow path in that class, where a point planted at the old rate is
+// redrawn rather than taken as a sample. The calling thread also holds back
+// its cached words (hold_cached_word), so that the change applies from its
+// next allocation.
 //
 // Invariants, under mu_:
 //   (P1) live_ holds exactly the sampled objects not yet swept as free;
@@ -49,6 +50,7 @@
 
 #include <gcheap/profiler.hpp>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <atomic>
@@ -97,11 +99,17 @@ public:
     /// current rate. The owner thread, in its allocation region.
     static void hold_cached_word(Span& span) {
         unplant(span);
-        if (span.alloc_cache == 0) return;
-        const auto bit = static_cast<unsigned>(std::countr_zero(span.alloc_cache));
-        span.sample_base = span.free_index.load(std::memory_order_relaxed) + bit;
+        const std::uint32_t free_index = span.free_index.load(std::memory_order_relaxed);
+        if (free_index >= span.nelems) return;
+        // alloc_cache may have bits past the span's last slot: the point
+        // must be a real slot, inside the cached word (P4).
+        const std::uint32_t valid = std::min<std::uint32_t>(64, span.nelems - free_index);
+        const std::uint64_t slots = span.alloc_cache & (valid == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << valid) - 1);
+        if (slots == 0) return;
+        const auto bit = static_cast<unsigned>(std::countr_zero(slots));
+        span.sample_base = free_index + bit;
         span.sample_hold = span.alloc_cache >> bit;
-        span.alloc_cache = 0;
+        span.alloc_cache = 0;  // its bits below `bit` are clear: those slots are taken
     }
 
     /// The small-object slow path, in the owner's allocation region, after
@@ -151,9 +159,10 @@ private:
 
     bool account_slow_alloc(ThreadCache* cache, Span& span, std::size_t spc, std::uint32_t index,
                             std::uint32_t planted);
-    /// Redraws the cache's countdowns if the rate changed since they were
-    /// drawn; returns whether it did.
-    bool refresh(ThreadCache* cache);
+    /// Redraws the countdown of span class `spc` if the rate changed since it
+    /// was drawn; returns whether it did.
+    bool refresh(ThreadCache* cache, std::size_t spc);
+    static void seed(ThreadCache* cache);
     static double uniform(ThreadCache* cache);
     static std::uint32_t draw(ThreadCache* cache, int rate, std::size_t size);
     int estimate_rate() const;

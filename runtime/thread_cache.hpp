@@ -47,8 +47,9 @@ struct ThreadCache {
     // next sampled one, not yet accounted for; 0 = draw afresh (or a sample
     // point is planted in the cached span).
     std::array<std::uint32_t, kNumSpanClasses> sample_left{};
+    // sample_epoch[spc]: the Profiler's epoch (rate) sample_left[spc] was drawn at.
+    std::array<std::uint32_t, kNumSpanClasses> sample_epoch{};
     std::uint64_t sample_rng = 0;           // xorshift state; 0 = not seeded yet
-    std::uint32_t sample_epoch = 0;         // Profiler's epoch when sample_left was drawn
     const void* sample_entry = nullptr;     // an internal caller's return address (alloc_tiny_slow)
 
     ThreadCache* registry_next = nullptr;

@@ -15,7 +15,7 @@ namespace gcheap {
 /// allocation, 0 turns sampling off (the default; GCHEAP_MEMPROFILERATE sets
 /// it at start-up). Returns the previous rate. Samples already taken stay,
 /// and their frees are still tracked. The new rate applies to the calling
-/// thread's next allocation; other threads take it within at most 63 more
+/// thread's next allocation; other threads take it within at most 64 more
 /// objects of each size class (docs/fragmentation.md). Throws
 /// std::invalid_argument if negative.
 int set_mem_profile_rate(int bytes);
