@@ -140,10 +140,7 @@ bool Profiler::account_slow_alloc(ThreadCache* cache, Span& span, std::size_t sp
     }
     // Plant: keep the left - 1 free slots before the sampled one.
     for (std::uint32_t i = 1; i < left; ++i) eligible &= eligible - 1;
-    const auto bit = static_cast<unsigned>(std::countr_zero(eligible));
-    span.sample_base = free_index + bit;
-    span.sample_hold = span.alloc_cache >> bit;
-    span.alloc_cache &= (std::uint64_t{1} << bit) - 1;  // bit < 64: the sampled slot is in the word
+    plant(span, free_index, static_cast<unsigned>(std::countr_zero(eligible)));  // eligible != 0: in the word
     left = 0;
     return sampled;
 }

@@ -52,8 +52,8 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -106,10 +106,15 @@ public:
         const std::uint32_t valid = std::min<std::uint32_t>(64, span.nelems - free_index);
         const std::uint64_t slots = span.alloc_cache & (valid == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << valid) - 1);
         if (slots == 0) return;
-        const auto bit = static_cast<unsigned>(std::countr_zero(slots));
+        plant(span, free_index, static_cast<unsigned>(std::countr_zero(slots)));
+    }
+
+    /// Holds back the cached word's free slots from `free_index + bit` on
+    /// (bit < 64), leaving the fast path those before it (P4).
+    static void plant(Span& span, std::uint32_t free_index, unsigned bit) {
         span.sample_base = free_index + bit;
         span.sample_hold = span.alloc_cache >> bit;
-        span.alloc_cache = 0;  // its bits below `bit` are clear: those slots are taken
+        span.alloc_cache &= (std::uint64_t{1} << bit) - 1;
     }
 
     /// The small-object slow path, in the owner's allocation region, after
