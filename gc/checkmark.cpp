@@ -62,10 +62,8 @@ bool CheckMarker::begin() {
 void CheckMarker::release() {
     if (set_ != nullptr) ::munmap(set_, set_bytes_);
     if (stack_ != nullptr) ::munmap(stack_, stack_bytes_);
-    if (own_stack_copy_ != nullptr) ::munmap(own_stack_copy_, own_stack_bytes_);
     set_ = nullptr;
     stack_ = nullptr;
-    own_stack_copy_ = nullptr;
     active_ = false;
 }
 
@@ -79,33 +77,6 @@ bool CheckMarker::insert(std::uintptr_t base) {
     }
     set_[i] = base;
     return true;
-}
-
-GCHEAP_NO_SANITIZE_SCAN void CheckMarker::snapshot_own_stack(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack) {
-    if (!active_) return;
-    sp &= ~(sizeof(std::uintptr_t) - 1);
-    own_stack_bytes_ = round_to_os_pages(hi - sp + sizeof(std::uintptr_t));
-    own_stack_copy_ = map_pages<std::uintptr_t>(own_stack_bytes_);
-    if (own_stack_copy_ == nullptr) {
-        note("gcheap: checkmark: skipped this cycle, the OS refused memory for the check\n");
-        release();
-        return;
-    }
-    for (std::uintptr_t p = sp; p + sizeof(std::uintptr_t) <= hi; p += sizeof(std::uintptr_t)) {
-        own_stack_copy_[(p - sp) / sizeof(std::uintptr_t)] = *reinterpret_cast<const volatile std::uintptr_t*>(p);
-    }
-    own_stack_sp_ = sp;
-    own_stack_hi_ = hi;
-    own_fake_stack_ = fake_stack;
-}
-
-void CheckMarker::scan_own_stack() {
-    if (!active_ || own_stack_copy_ == nullptr) return;
-    const auto copy = reinterpret_cast<std::uintptr_t>(own_stack_copy_);
-    const std::uintptr_t copy_end = copy + (own_stack_hi_ - own_stack_sp_);
-    scan(copy, copy_end, Referrer::kStack, static_cast<std::intptr_t>(own_stack_sp_ - copy));
-    for_each_fake_frame(copy, copy_end, own_fake_stack_,
-                        [this](std::uintptr_t lo, std::uintptr_t end) { scan(lo, end, Referrer::kStack); });
 }
 
 void CheckMarker::visit(std::uintptr_t candidate, std::uintptr_t slot, Referrer referrer) {

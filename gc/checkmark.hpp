@@ -14,14 +14,12 @@
 // the check costs time and transient address space, and leaves no trace in
 // MemStats. If the OS refuses the memory, the check is skipped with a note.
 //
-// The collecting thread's own stack is the one root that changes between the
-// two passes: the collector's frames below collect() hold stale words from
-// the first pass's work. So the first pass hands its view of that stack to
-// snapshot_own_stack(), and the check scans the copy.
+// Both passes get the same stack ranges. The collecting thread's own stack
+// is scanned from its collection entry point up (threads.hpp), above the
+// collector's frames, so it does not change between the passes either.
 //
 // Legal call order, world stopped:
-//   begin() -> snapshot_own_stack() [during the collector's root scan]
-//   -> the collector's drain() -> { scan_root_range() | scan_stack() | scan_own_stack() | grey()
+//   begin() -> the collector's drain() -> { scan_root_range() | scan_stack() | grey()
 //   | scan_object_words() }* -> finish()
 #pragma once
 
@@ -45,10 +43,6 @@ public:
     bool begin();
     void scan_root_range(std::uintptr_t begin, std::uintptr_t end) { scan(begin, end, Referrer::kRootRange); }
     void scan_stack(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack);
-    /// Copies the collecting thread's stack [sp, hi) as the first pass scans it.
-    void snapshot_own_stack(std::uintptr_t sp, std::uintptr_t hi, void* fake_stack);
-    /// Scans the copy; reported slots are the addresses the words had on the stack.
-    void scan_own_stack();
     bool grey(std::uintptr_t addr);
     void scan_object_words(std::uintptr_t base);
     /// Scans everything reached; aborts with a report at the first object the
@@ -79,11 +73,6 @@ private:
     std::size_t stack_capacity_ = 0;
     std::size_t stack_bytes_ = 0;
     std::uint64_t reached_ = 0;
-    std::uintptr_t* own_stack_copy_ = nullptr;
-    std::size_t own_stack_bytes_ = 0;  // mapped for the copy
-    std::uintptr_t own_stack_sp_ = 0;
-    std::uintptr_t own_stack_hi_ = 0;
-    void* own_fake_stack_ = nullptr;
 };
 
 }  // namespace gcheap::detail

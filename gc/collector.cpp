@@ -13,8 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
-#include <type_traits>
+#include <cstring>
 
 namespace gcheap::detail {
 
@@ -53,33 +54,44 @@ std::string ns_as_ms(std::uint64_t ns) {
     return digits;
 }
 
-struct OwnStack {
-    std::uintptr_t lo = 0;
-    std::uintptr_t hi = 0;
-};
-thread_local OwnStack tls_own_stack;
-
-const OwnStack& own_stack() {
-    if (tls_own_stack.hi == 0) current_stack_bounds(tls_own_stack.lo, tls_own_stack.hi);
-    return tls_own_stack;
+// Stack ranges reach the marker (or the checkmark pass) through the thread
+// registry's visitor.
+template <class M>
+void scan_stack_range(void* marker, std::uintptr_t lo, std::uintptr_t hi, void* fake_stack) {
+    static_cast<M*>(marker)->scan_stack(lo, hi, fake_stack);
 }
 
-// The collecting thread scans its own stack from inside
-// with_registers_on_stack, so that its callee-saved registers are on it too;
-// GCHEAP_DEBUG=checkmark gets a copy of exactly what was scanned.
-struct ScanOwnStack {
-    Marker* marker;
-    CheckMarker* check;
-    std::uintptr_t hi;
-    std::uint64_t scanned;
-
-    static void run(std::uintptr_t sp, void* arg) {
-        auto* self = static_cast<ScanOwnStack*>(arg);
-        self->marker->scan_stack(sp, self->hi, current_fake_stack());
-        if (self->check != nullptr) self->check->snapshot_own_stack(sp, self->hi, current_fake_stack());
-        self->scanned += self->hi - sp;
+// A root range that is no longer wholly mapped: a registered range the
+// program unmapped without remove_roots(), or a data segment of a library
+// unloaded since the snapshot. Its mapped pages are scanned (the rest can
+// hold no pointer any more); the first registered one is reported.
+// Probing costs one system call per range.
+template <class M>
+void scan_mapped_pages(M& marker, std::uintptr_t begin, std::uintptr_t end, bool registered) {
+    if (is_mapped(begin, end)) {
+        marker.scan_root_range(begin, end);
+        return;
     }
-};
+    static std::atomic<bool> warned{false};
+    if (registered && !warned.exchange(true, std::memory_order_relaxed)) {
+        char text[256];
+        std::snprintf(text, sizeof text,
+                      "gcheap: the root range [%#lx, %#lx) is no longer mapped; only its mapped pages are scanned "
+                      "(call gcheap::remove_roots before unmapping a registered range)\n",
+                      static_cast<unsigned long>(begin), static_cast<unsigned long>(end));
+        [[maybe_unused]] const auto n = ::write(STDERR_FILENO, text, std::strlen(text));
+    }
+    const std::uintptr_t page = OsMemory::os_page_size();
+    for (std::uintptr_t p = begin; p < end;) {
+        const std::uintptr_t next = std::min(end, (p & ~(page - 1)) + page);
+        if (is_mapped(p, next)) marker.scan_root_range(p, next);
+        p = next;
+    }
+}
+
+// What a collection may leave on the stack below its entry: the collector's
+// frames (tens of KiB with the marker's) and nothing the program needs.
+constexpr std::size_t kCollectorStackBytes = 64 * 1024;
 
 }  // namespace
 
@@ -88,6 +100,8 @@ Collector::Collector(Heap& heap, const HeapOptions& options)
       gctrace_(options.gctrace),
       started_ns_(monotonic_ns()),
       ncpu_(online_cpus()),
+      threads_(options.scan_globals),
+      scan_globals_(options.scan_globals),
       pacer_(options),
       marker_(heap, mark_threads_for(options, ncpu_), options.parallel_mark_min_bytes),
       sweeper_(heap, options.background_sweeper),
@@ -95,7 +109,25 @@ Collector::Collector(Heap& heap, const HeapOptions& options)
 
 Collector::~Collector() = default;
 
+// The public entries run their cycle inside run_as_collection_entry() (so
+// that this thread's stack is scanned from here up, threads.hpp), then
+// clear the stack the collector used.
 void Collector::collect() {
+    run_as_collection_entry([](void* self) { static_cast<Collector*>(self)->collect_entered(); }, this);
+    clear_stack_below(kCollectorStackBytes);
+}
+
+void Collector::collect_triggered() {
+    run_as_collection_entry([](void* self) { static_cast<Collector*>(self)->collect_triggered_entered(); }, this);
+    clear_stack_below(kCollectorStackBytes);
+}
+
+void Collector::collect_for_memory() {
+    run_as_collection_entry([](void* self) { static_cast<Collector*>(self)->collect_for_memory_entered(); }, this);
+    clear_stack_below(kCollectorStackBytes);
+}
+
+void Collector::collect_entered() {
     MutatorLock<> lock(cycle_mu_);
     run_cycle(true);
     phase_.store(GcPhase::kSweep, std::memory_order_relaxed);
@@ -105,7 +137,7 @@ void Collector::collect() {
     heap_.scavenger().on_cycle_end(heap_.read_mem_stats().HeapInuse);
 }
 
-void Collector::collect_triggered() {
+void Collector::collect_triggered_entered() {
     const std::uint32_t seen = num_gc();
     MutatorLock<> lock(cycle_mu_);
     if (num_gc() != seen) return;  // another thread collected while we waited
@@ -116,7 +148,7 @@ void Collector::collect_triggered() {
     heap_.scavenger().on_cycle_end(last_heap_inuse_.load(std::memory_order_relaxed));
 }
 
-void Collector::collect_for_memory() {
+void Collector::collect_for_memory_entered() {
     MutatorLock<> lock(cycle_mu_);
     run_cycle(false);
     sweeper_.sweep_all();
@@ -131,8 +163,14 @@ void Collector::run_cycle(bool forced) {
     sweeper_.sweep_all();  // W2: every mark bit is clear from here on
     verify_after_sweep();
     marker_.ensure_helpers();
-    const OwnStack& stack = own_stack();  // may allocate; must precede the stop
-    (void)stack;
+    current_thread_stack();  // may allocate; must precede the stop
+    if (scan_globals_) {
+        try {
+            data_segments_.refresh();  // takes the loader's lock: never with the world stopped
+        } catch (const std::bad_alloc&) {
+            // The previous snapshot stays; the next cycle rebuilds it.
+        }
+    }
 
     phase_.store(GcPhase::kStop, std::memory_order_relaxed);
     t.start_ns = monotonic_ns();
@@ -150,12 +188,12 @@ void Collector::run_cycle(bool forced) {
     marker_.begin_cycle(t.live_before);
     CheckMarker check(heap_, marker_);
     const bool checking = heap_.debug().checkmark() && check.begin();
-    mark_roots_stopped(marker_, &t, checking ? &check : nullptr);
+    mark_roots_stopped(marker_, &t);
     marker_.drain();
     if (finalizers_.resurrect_unreachable_locked(marker_) != 0) marker_.drain();
     if (after_mark_hook_ != nullptr) after_mark_hook_(heap_, after_mark_arg_);
     if (checking) {
-        mark_roots_stopped(check, nullptr, nullptr);
+        mark_roots_stopped(check, nullptr);
         check.finish();
     }
     t.marked = marker_.marked_bytes();
@@ -184,27 +222,18 @@ void Collector::run_cycle(bool forced) {
 }
 
 template <class M>
-void Collector::mark_roots_stopped(M& marker, CycleTimes* t, CheckMarker* check) {
-    roots_.for_each_locked([&](std::uintptr_t begin, std::uintptr_t end) { marker.scan_root_range(begin, end); });
-    std::uint64_t stacks = 0;
-    const pthread_t self = pthread_self();
-    threads_.for_each_locked([&](const ThreadRecord& r) {
-        if (pthread_equal(r.thread, self)) return;
-        const std::uintptr_t sp = r.stop_state->stop_sp;
-        if (sp < r.stack_lo || sp > r.stack_hi) return;  // not on its own stack: nothing we can scan safely
-        marker.scan_stack(sp, r.stack_hi, r.stop_state->fake_stack);
-        stacks += r.stack_hi - sp;
-    });
-    if constexpr (std::is_same_v<M, CheckMarker>) {
-        marker.scan_own_stack();
-    } else {
-        ScanOwnStack own{&marker, check, tls_own_stack.hi, 0};
-        with_registers_on_stack(ScanOwnStack::run, &own);
-        stacks += own.scanned;
+void Collector::mark_roots_stopped(M& marker, CycleTimes* t) {
+    roots_.for_each_locked([&](std::uintptr_t begin, std::uintptr_t end) { scan_mapped_pages(marker, begin, end, true); });
+    if (scan_globals_) {
+        data_segments_.for_each(
+            [&](std::uintptr_t begin, std::uintptr_t end) { scan_mapped_pages(marker, begin, end, false); });
     }
+    roots_.for_each_object_locked([&](std::uintptr_t base) { marker.grey(base); });
+    const std::uint64_t stacks =
+        threads_.scan_stacks_locked(collection_entry_sp(), scan_stack_range<M>, &marker);
     finalizers_.mark_roots_locked(marker);
     if (t != nullptr) {
-        t->globals = roots_.bytes_locked();
+        t->globals = roots_.bytes_locked() + (scan_globals_ ? data_segments_.bytes() : 0);
         t->stacks = stacks;
     }
 }

@@ -27,6 +27,7 @@
 //   cycle_mu_ -> gate (exclusive) -> roots -> finalizers -> thread registry -> world stop
 #pragma once
 
+#include "gc/data_segments.hpp"
 #include "gc/finalizers.hpp"
 #include "gc/marker.hpp"
 #include "gc/pacer.hpp"
@@ -96,11 +97,15 @@ private:
         std::uint64_t start_ns, stopped_ns, marked_ns, end_ns;
         std::uint64_t live_before, marked, goal, stacks, globals;
     };
+    // The bodies of collect(), collect_triggered() and collect_for_memory(),
+    // run as collection entries (threads.hpp).
+    void collect_entered();
+    void collect_triggered_entered();
+    void collect_for_memory_entered();
     void run_cycle(bool forced);
-    /// Greys every root into `marker`: the Marker (handing `check`, when
-    /// there is one, its copy of this thread's stack), or the CheckMarker.
+    /// Greys every root into `marker`: the Marker, or the CheckMarker.
     template <class M>
-    void mark_roots_stopped(M& marker, CycleTimes* times, CheckMarker* check);
+    void mark_roots_stopped(M& marker, CycleTimes* times);
     /// GCHEAP_DEBUG=verify: checks the whole heap with the world stopped
     /// after a sweep has finished; aborts with a report on a violation.
     void verify_after_sweep();
@@ -116,6 +121,10 @@ private:
     const unsigned ncpu_;
     ThreadRegistry threads_;
     RootSet roots_;
+    // HeapOptions::scan_globals: the program's writable data segments, read
+    // before each stop; guarded by cycle_mu_.
+    const bool scan_globals_;
+    DataSegments data_segments_;
     Pacer pacer_;
     Marker marker_;
     Sweeper sweeper_;

@@ -1,6 +1,7 @@
 // Registered root ranges; see roots.hpp.
 #include "gc/roots.hpp"
 
+#include "runtime/os_memory.hpp"
 #include "runtime/sync.hpp"
 
 #include <cstdio>
@@ -9,21 +10,11 @@
 
 namespace gcheap::detail {
 
-namespace {
-
-std::string describe(std::uintptr_t begin, std::uintptr_t end) {
-    char buffer[80];
-    std::snprintf(buffer, sizeof buffer, "[%#lx, %#lx)", static_cast<unsigned long>(begin),
-                  static_cast<unsigned long>(end));
-    return buffer;
-}
-
-}  // namespace
 
 void RootSet::add(const void* begin, const void* end) {
     const auto b = reinterpret_cast<std::uintptr_t>(begin);
     const auto e = reinterpret_cast<std::uintptr_t>(end);
-    if (b > e) throw std::invalid_argument("gcheap::add_roots: begin is above end in " + describe(b, e));
+    if (b > e) throw std::invalid_argument("gcheap::add_roots: begin is above end in " + describe_range(b, e));
     MutatorLock<> lock(mu_);
     ranges_.emplace(b, e);
 }
@@ -39,8 +30,30 @@ void RootSet::remove(const void* begin, const void* end) {
             return;
         }
     }
-    throw std::invalid_argument("gcheap::remove_roots: the range " + describe(b, e) +
+    throw std::invalid_argument("gcheap::remove_roots: the range " + describe_range(b, e) +
                                 " was never added (ranges are removed with the exact bounds they were added with)");
+}
+
+void RootSet::add_object(const void* base) {
+    MutatorLock<> lock(mu_);
+    objects_.insert(reinterpret_cast<std::uintptr_t>(base));
+}
+
+void RootSet::remove_object(const void* base) {
+    MutatorLock<> lock(mu_);
+    if (objects_.erase(reinterpret_cast<std::uintptr_t>(base)) == 0) {
+        char buffer[160];
+        std::snprintf(buffer, sizeof buffer,
+                      "gcheap::free_uncollectable: %p is not an uncollectable object (not returned by "
+                      "alloc_uncollectable, or freed already)",
+                      base);
+        throw std::invalid_argument(buffer);
+    }
+}
+
+std::size_t RootSet::object_count() {
+    MutatorLock<> lock(mu_);
+    return objects_.size();
 }
 
 std::size_t RootSet::bytes_locked() const {

@@ -1,15 +1,23 @@
 // Thread registry and signal-based stop-the-world; see threads.hpp.
 #include "gc/threads.hpp"
 
+#include "gc/data_segments.hpp"
+
 #include "runtime/sanitizers.hpp"
 #include "runtime/sync.hpp"
 #include "runtime/thread_cache.hpp"
 
+#include <alloca.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 
 
@@ -52,7 +60,23 @@ inline std::uintptr_t current_stack_pointer() {
     return sp;
 }
 
-thread_local ThreadStopState tls_stop_state = {0, nullptr, {0}, 0};
+thread_local ThreadStopState tls_stop_state = {0, nullptr, {}, {0}, 0};
+thread_local std::uintptr_t tls_collection_entry_sp = 0;
+thread_local AddressRange tls_own_stack;
+
+// The alternate signal stack the calling thread is running on, or an empty range.
+AddressRange current_altstack() {
+    stack_t ss;
+    if (sigaltstack(nullptr, &ss) != 0 || (ss.ss_flags & SS_ONSTACK) == 0) return {};
+    const auto lo = reinterpret_cast<std::uintptr_t>(ss.ss_sp);
+    return {lo, lo + ss.ss_size};
+}
+
+// stderr without stdio: the world may be stopped with a thread inside
+// fprintf, holding stderr's lock.
+void write_stderr(const char* text) {
+    [[maybe_unused]] const auto n = ::write(STDERR_FILENO, text, std::strlen(text));
+}
 
 // Records where this thread stopped, acknowledges, and waits for the resume
 // epoch to move. Runs in a signal handler or with the resume signal blocked.
@@ -65,6 +89,7 @@ thread_local ThreadStopState tls_stop_state = {0, nullptr, {0}, 0};
     __builtin_unwind_init();  // spill callee-saved registers into this frame
     tls_stop_state.stop_sp = current_stack_pointer();
     tls_stop_state.fake_stack = current_fake_stack();
+    tls_stop_state.altstack = current_altstack();  // sigaltstack() is async-signal-safe
     sem_post(&w.acks);
     while (w.resume_epoch.load(std::memory_order_acquire) == epoch) sigsuspend(&wait_mask);
 }
@@ -142,7 +167,9 @@ void suspend_pending_thread() {
     pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 }
 
-void current_stack_bounds(std::uintptr_t& lo, std::uintptr_t& hi) {
+namespace {
+
+AddressRange read_stack_bounds() {
     pthread_attr_t attr;
     void* addr = nullptr;
     std::size_t size = 0;
@@ -151,17 +178,46 @@ void current_stack_bounds(std::uintptr_t& lo, std::uintptr_t& hi) {
     }
     pthread_attr_getstack(&attr, &addr, &size);
     pthread_attr_destroy(&attr);
-    lo = reinterpret_cast<std::uintptr_t>(addr);
-    hi = lo + size;
+    const auto lo = reinterpret_cast<std::uintptr_t>(addr);
+    return {lo, lo + size};
 }
 
-[[gnu::noinline]] void with_registers_on_stack(void (*f)(std::uintptr_t sp, void* arg), void* arg) {
-    __builtin_unwind_init();
-    f(current_stack_pointer(), arg);
+}  // namespace
+
+const AddressRange& current_thread_stack() {
+    if (tls_own_stack.end == 0) tls_own_stack = read_stack_bounds();
+    return tls_own_stack;
+}
+
+[[gnu::noinline]] void run_as_collection_entry(void (*body)(void*), void* arg) {
+    if (tls_collection_entry_sp != 0) {
+        body(arg);
+        return;
+    }
+    __builtin_unwind_init();  // the caller's callee-saved registers, into this frame
+    tls_collection_entry_sp = current_stack_pointer();
+    struct Reset {
+        ~Reset() { tls_collection_entry_sp = 0; }
+    } reset;
+    body(arg);
     asm volatile("" ::: "memory");  // keep this frame (and its spills) alive across the call
 }
 
-ThreadRegistry::ThreadRegistry() { install_signal_handlers(); }
+std::uintptr_t collection_entry_sp() { return tls_collection_entry_sp; }
+
+[[gnu::noinline]] void clear_stack_below(std::size_t bytes) {
+    const AddressRange& own = current_thread_stack();
+    const std::uintptr_t sp = current_stack_pointer();
+    if (!own.contains(sp)) return;  // on a fiber or signal stack: its bounds are not ours to know
+    constexpr std::size_t kMargin = 16384;  // for this frame, memset and a signal handler
+    if (sp - own.begin < kMargin) return;
+    bytes = std::min(bytes, sp - own.begin - kMargin);
+    void* below = alloca(bytes);
+    std::memset(below, 0, bytes);
+    asm volatile("" : : "r"(below) : "memory");
+}
+
+ThreadRegistry::ThreadRegistry(bool scan_tls) : scan_tls_(scan_tls) { install_signal_handlers(); }
 
 ThreadRegistry::~ThreadRegistry() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -172,20 +228,19 @@ ThreadRegistry::~ThreadRegistry() {
     }
 }
 
-ThreadRecord* ThreadRegistry::find_current_locked() const {
-    for (ThreadRecord* r = head_; r != nullptr; r = r->next) {
-        if (pthread_equal(r->thread, pthread_self())) return r;
-    }
-    return nullptr;
-}
-
 ThreadRecord* ThreadRegistry::add_current_thread(bool explicit_registration) {
     auto* record = new ThreadRecord;
     record->thread = pthread_self();
     record->stop_state = &tls_stop_state;
     record->explicit_registration = explicit_registration;
     try {
-        current_stack_bounds(record->stack_lo, record->stack_hi);
+        const AddressRange& stack = current_thread_stack();
+        record->stack_lo = stack.begin;
+        record->stack_hi = stack.end;
+        if (scan_tls_) {
+            current_thread_tls_ranges(record->tls);
+            std::erase_if(record->tls, [&](const AddressRange& r) { return r.begin >= stack.begin && r.end <= stack.end; });
+        }
     } catch (...) {
         delete record;
         throw;
@@ -194,7 +249,6 @@ ThreadRecord* ThreadRegistry::add_current_thread(bool explicit_registration) {
     record->next = head_;
     if (head_ != nullptr) head_->prev = record;
     head_ = record;
-    ++count_;
     return record;
 }
 
@@ -203,8 +257,113 @@ void ThreadRegistry::remove(ThreadRecord* record) {
     if (record->prev != nullptr) record->prev->next = record->next;
     else head_ = record->next;
     if (record->next != nullptr) record->next->prev = record->prev;
-    --count_;
     delete record;
+}
+
+
+void ThreadRegistry::add_stack(std::uintptr_t lo, std::uintptr_t hi) {
+    if (lo >= hi) throw std::invalid_argument("gcheap::add_stack: empty or inverted stack " + describe_range(lo, hi));
+    MutatorLock<> lock(mu_);
+    auto at = std::lower_bound(stacks_.begin(), stacks_.end(), lo,
+                               [](const AddressRange& r, std::uintptr_t a) { return r.begin < a; });
+    const bool overlaps_next = at != stacks_.end() && at->begin < hi;
+    const bool overlaps_previous = at != stacks_.begin() && std::prev(at)->end > lo;
+    if (overlaps_next || overlaps_previous) {
+        const AddressRange& other = overlaps_next ? *at : *std::prev(at);
+        throw std::invalid_argument("gcheap::add_stack: " + describe_range(lo, hi) + " overlaps the registered stack " +
+                                    describe_range(other.begin, other.end));
+    }
+    stacks_.insert(at, AddressRange{lo, hi});
+}
+
+void ThreadRegistry::remove_stack(std::uintptr_t lo, std::uintptr_t hi) {
+    MutatorLock<> lock(mu_);
+    auto at = std::find_if(stacks_.begin(), stacks_.end(),
+                           [&](const AddressRange& r) { return r.begin == lo && r.end == hi; });
+    if (at == stacks_.end()) {
+        throw std::invalid_argument("gcheap::remove_stack: the stack " + describe_range(lo, hi) +
+                                    " was never added (stacks are removed with the exact bounds they were added with)");
+    }
+    stacks_.erase(at);
+}
+
+std::size_t ThreadRegistry::stack_count() {
+    MutatorLock<> lock(mu_);
+    return stacks_.size();
+}
+
+const AddressRange* ThreadRegistry::stack_holding_locked(std::uintptr_t sp) const {
+    auto at = std::upper_bound(stacks_.begin(), stacks_.end(), sp,
+                               [](std::uintptr_t a, const AddressRange& r) { return a < r.begin; });
+    if (at == stacks_.begin()) return nullptr;
+    --at;
+    // A stack pointer may equal the end of an empty stack: nothing pushed yet.
+    return sp >= at->begin && sp <= at->end ? &*at : nullptr;
+}
+
+std::uint64_t ThreadRegistry::scan_thread_locked(const AddressRange& own, std::uintptr_t sp,
+                                                 const AddressRange& altstack, void* fake_stack, StackVisitor visit,
+                                                 void* context) const {
+    if (sp >= own.begin && sp <= own.end) {
+        visit(context, sp, own.end, fake_stack);
+        return own.end - sp;
+    }
+    // Running elsewhere: the stack it stands on from sp, and all of its own.
+    std::uintptr_t end = 0;
+    if (const AddressRange* stack = stack_holding_locked(sp)) {
+        end = stack->end;
+    } else if (sp >= altstack.begin && sp <= altstack.end) {
+        end = altstack.end;
+    } else {
+        end = mapping_end(sp, sp + (std::uintptr_t{1} << 30));
+        static std::atomic<bool> warned{false};
+        if (!warned.exchange(true, std::memory_order_relaxed)) {
+            char text[256];
+            std::snprintf(text, sizeof text,
+                          "gcheap: a registered thread stopped on a stack gcheap does not know (sp %#lx); scanned "
+                          "to the end of its mapping (%#lx). Register fiber stacks with gcheap::add_stack().\n",
+                          static_cast<unsigned long>(sp), static_cast<unsigned long>(end));
+            write_stderr(text);
+        }
+    }
+    visit(context, sp, end, fake_stack);
+    const std::uintptr_t own_lo = lowest_mapped(own.begin, own.end);
+    visit(context, own_lo, own.end, nullptr);
+    return (end - sp) + (own.end - own_lo);
+}
+
+std::uint64_t ThreadRegistry::scan_stacks_locked(std::uintptr_t own_sp, StackVisitor visit, void* context) const {
+    const pthread_t self = pthread_self();
+    std::uint64_t bytes = scan_thread_locked(tls_own_stack, own_sp, current_altstack(), current_fake_stack(), visit,
+                                             context);
+    auto stands_on = [&](const AddressRange& stack) {
+        if (own_sp >= stack.begin && own_sp <= stack.end) return true;
+        for (const ThreadRecord* r = head_; r != nullptr; r = r->next) {
+            if (pthread_equal(r->thread, self)) continue;
+            const std::uintptr_t sp = r->stop_state->stop_sp;
+            if (sp >= stack.begin && sp <= stack.end) return true;
+        }
+        return false;
+    };
+    for (const ThreadRecord* r = head_; r != nullptr; r = r->next) {
+        if (pthread_equal(r->thread, self)) continue;
+        const ThreadStopState& stopped = *r->stop_state;
+        bytes += scan_thread_locked(AddressRange{r->stack_lo, r->stack_hi}, stopped.stop_sp, stopped.altstack,
+                                    stopped.fake_stack, visit, context);
+    }
+    for (const ThreadRecord* r = head_; r != nullptr; r = r->next) {
+        for (const AddressRange& block : r->tls) {
+            visit(context, block.begin, block.end, nullptr);
+            bytes += block.bytes();
+        }
+    }
+    // Suspended fibers: their frames may be anywhere in the stack.
+    for (const AddressRange& stack : stacks_) {
+        if (stands_on(stack)) continue;
+        visit(context, stack.begin, stack.end, nullptr);
+        bytes += stack.bytes();
+    }
+    return bytes;
 }
 
 void ThreadRegistry::stop_the_world() {

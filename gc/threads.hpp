@@ -20,6 +20,28 @@
 // thread itself on the way out (a few instructions later). Go achieves the
 // same by disabling preemption in mallocgc.
 //
+// Where a stopped thread's frames are (scan_stacks_locked): normally on its
+// own stack, from the stopped stack pointer up. A thread can also be running
+// on another stack: an alternate signal stack (sigaltstack, SA_ONSTACK), or
+// a fiber or coroutine stack that its library registered with add_stack().
+// Then the stack it stands on is scanned from its stack pointer to that
+// stack's end, and its own stack is scanned whole (its lowest mapped page up):
+// the frames it left there are suspended, not dead, and where they end is
+// not known. A stack pointer on a stack nobody registered is scanned to the
+// end of its mapping, with a warning; a registered thread is never skipped.
+// Registered stacks that no thread stands on (suspended fibers) are scanned
+// whole. A thread's static TLS blocks (thread_local variables, read at
+// registration, data_segments.hpp) are scanned too where they lie outside its
+// stack: glibc puts other threads' TLS at the top of their stack mappings,
+// so this adds the main thread's.
+//
+// The collecting thread scans its own stack from the stack pointer of its
+// collection entry (run_as_collection_entry(): collect(), free_os_memory(),
+// the allocation slow path that triggers a cycle), where its callee-saved
+// registers are spilled, not from inside the collector: the collector's own
+// frames are large and partly unwritten, and the stale words of the
+// program's earlier calls that show through them would be roots.
+//
 // Invariants:
 //   (R1) while the world is stopped, every registered thread other than the
 //        collector is parked in suspend_current_thread(), outside any
@@ -39,10 +61,13 @@
 #include <semaphore.h>
 #include <signal.h>
 
+#include "runtime/os_memory.hpp"
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <vector>
 
 namespace gcheap::detail {
 
@@ -50,6 +75,7 @@ namespace gcheap::detail {
 struct ThreadStopState {
     std::uintptr_t stop_sp;  // stack pointer when parked (covers the saved registers)
     void* fake_stack;        // AddressSanitizer's fake stack, when there is one
+    AddressRange altstack;   // the alternate signal stack it parked on, if any
     // Stops are numbered. The collector sets `requested` before it signals the
     // thread; the thread parks once per number, so a signal that arrives late
     // (or a cooperative check that beat it) never parks it twice.
@@ -62,6 +88,7 @@ struct ThreadRecord {
     ThreadStopState* stop_state = nullptr;  // the thread's thread_local state
     std::uintptr_t stack_lo = 0;  // lowest address of the stack mapping
     std::uintptr_t stack_hi = 0;  // one past the highest (stacks grow down)
+    std::vector<AddressRange> tls;  // its TLS blocks outside its stack (HeapOptions::scan_globals)
     bool explicit_registration = false;
     ThreadRecord* next = nullptr;
     ThreadRecord* prev = nullptr;
@@ -69,7 +96,8 @@ struct ThreadRecord {
 
 class ThreadRegistry {
 public:
-    ThreadRegistry();
+    /// With `scan_tls`, each thread's static TLS blocks are scanned with its stack.
+    explicit ThreadRegistry(bool scan_tls);
     ~ThreadRegistry();
     ThreadRegistry(const ThreadRegistry&) = delete;
     ThreadRegistry& operator=(const ThreadRegistry&) = delete;
@@ -91,16 +119,34 @@ public:
     void for_each_locked(F&& f) const {
         for (const ThreadRecord* r = head_; r != nullptr; r = r->next) f(*r);
     }
-    std::size_t count_locked() const { return count_; }
     std::mutex& mutex() { return mu_; }
 
-    /// The record of the calling thread in this registry, or nullptr.
-    ThreadRecord* find_current_locked() const;
+    /// gcheap::add_stack: [lo, hi) is a stack that registered threads may
+    /// run on (a fiber's). Throws std::invalid_argument if lo >= hi or if it
+    /// overlaps a registered stack.
+    void add_stack(std::uintptr_t lo, std::uintptr_t hi);
+    /// Removes the stack registered with exactly these bounds; throws
+    /// std::invalid_argument, naming it, if there is none.
+    void remove_stack(std::uintptr_t lo, std::uintptr_t hi);
+    std::size_t stack_count();
+
+    using StackVisitor = void (*)(void* context, std::uintptr_t lo, std::uintptr_t hi, void* fake_stack);
+    /// While the world is stopped: calls visit() for every stack range to
+    /// scan (the header comment says which), the calling thread's from
+    /// `own_sp`. Returns the bytes visited.
+    std::uint64_t scan_stacks_locked(std::uintptr_t own_sp, StackVisitor visit, void* context) const;
 
 private:
+    /// The registered stack holding `sp`, or nullptr.
+    const AddressRange* stack_holding_locked(std::uintptr_t sp) const;
+    /// Visits the ranges of one thread that stopped at `sp`; `own` is its stack.
+    std::uint64_t scan_thread_locked(const AddressRange& own, std::uintptr_t sp, const AddressRange& altstack,
+                                     void* fake_stack, StackVisitor visit, void* context) const;
+
+    const bool scan_tls_;
     std::mutex mu_;
     ThreadRecord* head_ = nullptr;
-    std::size_t count_ = 0;
+    std::vector<AddressRange> stacks_;  // add_stack(), sorted by begin, disjoint
 };
 
 /// Called by the allocation fast path when a suspend request arrived inside
@@ -108,14 +154,26 @@ private:
 /// the thread if a world stop has asked it to and it has not parked for it yet.
 void suspend_pending_thread();
 
-/// Spills callee-saved registers to the stack and calls f(sp) with the
-/// current stack pointer, so that scanning [sp, stack_hi) sees them.
-void with_registers_on_stack(void (*f)(std::uintptr_t sp, void* arg), void* arg);
+/// Runs body(arg) as a collection entry: spills the callee-saved registers
+/// into this frame and records its stack pointer as where collections run
+/// inside body() scan the calling thread's stack from. The outermost entry
+/// wins (a finalizer that calls collect() keeps the finalizer thread's).
+void run_as_collection_entry(void (*body)(void*), void* arg);
+/// The stack pointer recorded by this thread's outermost running
+/// run_as_collection_entry(), or 0 outside one.
+std::uintptr_t collection_entry_sp();
+
+/// Zeroes up to `bytes` of the calling thread's stack below its current
+/// frame (Boehm's GC_clear_stack), within its own stack's bounds: what a
+/// collection leaves there must not show through the unwritten slots of
+/// later frames.
+void clear_stack_below(std::size_t bytes);
 
 /// AddressSanitizer's fake stack of the calling thread (nullptr without one).
 void* current_fake_stack();
 
-/// Stack bounds of the calling thread.
-void current_stack_bounds(std::uintptr_t& lo, std::uintptr_t& hi);
+/// Stack bounds of the calling thread, read once per thread (the first call
+/// may allocate: call it before stopping the world).
+const AddressRange& current_thread_stack();
 
 }  // namespace gcheap::detail

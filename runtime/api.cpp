@@ -65,6 +65,30 @@ void remove_roots(const void* begin, const void* end) {
     detail::default_heap().collector().roots().remove(begin, end);
 }
 
+void* alloc_uncollectable(std::size_t bytes, std::size_t alignment) {
+    detail::Heap& heap = detail::default_heap();
+    // A zero-size request gets an object of its own: the shared zero-size
+    // address cannot be registered once per caller.
+    void* object = heap.alloc_aligned(bytes == 0 ? 1 : bytes, alignment, false);
+    heap.collector().roots().add_object(object);
+    return object;
+}
+
+void free_uncollectable(void* object) {
+    if (object == nullptr) return;
+    detail::default_heap().collector().roots().remove_object(object);
+}
+
+void add_stack(const void* lo, const void* hi) {
+    detail::default_heap().collector().threads().add_stack(reinterpret_cast<std::uintptr_t>(lo),
+                                                           reinterpret_cast<std::uintptr_t>(hi));
+}
+
+void remove_stack(const void* lo, const void* hi) {
+    detail::default_heap().collector().threads().remove_stack(reinterpret_cast<std::uintptr_t>(lo),
+                                                              reinterpret_cast<std::uintptr_t>(hi));
+}
+
 void register_current_thread() { detail::default_heap().register_current_thread(); }
 
 void unregister_current_thread() { detail::default_heap().unregister_current_thread(); }

@@ -149,6 +149,10 @@ HeapOptions HeapOptions::from_environment() {
          [](HeapOptions& o, const char* name, const char* value) {
              if (!parse_switch(value, o.background_sweeper)) warn(name, value);
          }},
+        {"GCHEAP_SCAN_GLOBALS",
+         [](HeapOptions& o, const char* name, const char* value) {
+             if (!parse_switch(value, o.scan_globals)) warn(name, value);
+         }},
         {"GCHEAP_MARK_THREADS",
          [](HeapOptions& o, const char* name, const char* value) {
              long long n = 0;

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,7 +18,68 @@ void* map_anonymous(void* addr, std::size_t size, int prot, int extra_flags) {
     return p == MAP_FAILED ? nullptr : p;
 }
 
+std::uintptr_t page_down(std::uintptr_t a) { return a & ~(OsMemory::os_page_size() - 1); }
+std::uintptr_t page_up(std::uintptr_t a) { return page_down(a + OsMemory::os_page_size() - 1); }
+
+// msync(MS_ASYNC) does nothing to the pages (a no-op since Linux 2.6.19) but
+// fails with ENOMEM if any page of the range is unmapped.
+bool pages_mapped(std::uintptr_t begin, std::uintptr_t end) {
+    if (begin >= end) return true;
+    return ::msync(reinterpret_cast<void*>(begin), end - begin, MS_ASYNC) == 0 || errno != ENOMEM;
+}
+
 }  // namespace
+
+std::string describe_range(std::uintptr_t begin, std::uintptr_t end) {
+    char buffer[80];
+    std::snprintf(buffer, sizeof buffer, "[%#lx, %#lx)", static_cast<unsigned long>(begin),
+                  static_cast<unsigned long>(end));
+    return buffer;
+}
+
+bool is_mapped(std::uintptr_t begin, std::uintptr_t end) {
+    if (begin >= end) return true;
+    return pages_mapped(page_down(begin), page_up(end));
+}
+
+std::uintptr_t lowest_mapped(std::uintptr_t lo, std::uintptr_t hi) {
+    const std::uintptr_t page = OsMemory::os_page_size();
+    const std::uintptr_t top = page_up(hi);
+    std::uintptr_t mapped = top;  // [mapped, top) is known to be mapped
+    std::uintptr_t below = page_down(lo);
+    if (pages_mapped(below, top)) return std::max(lo, below);
+    // Invariant: [mapped, top) mapped, [below, top) not wholly mapped.
+    while (mapped - below > page) {
+        const std::uintptr_t mid = page_down(below + (mapped - below) / 2);
+        if (pages_mapped(mid, top)) mapped = mid;
+        else below = mid;
+    }
+    return mapped == top ? hi : std::max(lo, mapped);
+}
+
+std::uintptr_t mapping_end(std::uintptr_t addr, std::uintptr_t limit) {
+    const std::uintptr_t page = OsMemory::os_page_size();
+    const std::uintptr_t start = page_down(addr);
+    if (!pages_mapped(start, start + page)) return addr;
+    // Grow the probe exponentially, then bisect: [start, good) mapped, [start, bad) not.
+    std::uintptr_t good = start + page;
+    std::uintptr_t bad = 0;
+    for (std::uintptr_t step = page; good < limit; step *= 2) {
+        const std::uintptr_t next = std::min(page_up(limit), good + step);
+        if (!pages_mapped(start, next)) {
+            bad = next;
+            break;
+        }
+        good = next;
+    }
+    if (bad == 0) return std::min(good, limit);
+    while (bad - good > page) {
+        const std::uintptr_t mid = page_down(good + (bad - good) / 2);
+        if (pages_mapped(start, mid)) good = mid;
+        else bad = mid;
+    }
+    return std::min(good, limit);
+}
 
 std::size_t OsMemory::os_page_size() {
     static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));

@@ -19,6 +19,13 @@
 // caller degrades as documented (fewer mark helpers, lazy sweeping only, no
 // background scavenging) or reports it (set_finalizer throws std::system_error).
 //
+// Mapping probes (is_mapped, lowest_mapped, mapping_end) ask the kernel
+// whether addresses are mapped without touching them: the collector uses
+// them, with the world stopped, before it scans memory it does not own (root
+// ranges the program may have unmapped, the stack a thread stopped on).
+// They make system calls only, so they are safe while other threads are
+// stopped anywhere.
+//
 // Fault injection (tests): fail_after_for_testing(kind, n) makes the n-th next
 // call of that kind fail as the OS would (reserve/map: ENOMEM, commit: ENOMEM,
 // release: EAGAIN, thread start: EAGAIN); `sticky` makes every call from the
@@ -28,6 +35,7 @@
 #include <atomic>
 #include <cerrno>
 #include <new>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -35,6 +43,27 @@
 #include <cstdint>
 
 namespace gcheap::detail {
+
+/// [begin, end) of the address space.
+struct AddressRange {
+    std::uintptr_t begin = 0;
+    std::uintptr_t end = 0;
+    bool contains(std::uintptr_t a) const { return a >= begin && a < end; }
+    std::size_t bytes() const { return end - begin; }
+};
+
+/// "[0x..., 0x...)", for error messages.
+std::string describe_range(std::uintptr_t begin, std::uintptr_t end);
+
+/// Whether every page of [begin, end) is mapped (any protection). Empty: true.
+bool is_mapped(std::uintptr_t begin, std::uintptr_t end);
+/// The lowest page-aligned address a in [lo, hi) such that [a, hi) is
+/// mapped, or hi if the page below hi is not mapped. `hi` is page-aligned or
+/// the end of a mapped page.
+std::uintptr_t lowest_mapped(std::uintptr_t lo, std::uintptr_t hi);
+/// The end of the run of mapped pages that holds `addr`, searched no further
+/// than `limit`; addr itself if its page is not mapped.
+std::uintptr_t mapping_end(std::uintptr_t addr, std::uintptr_t limit);
 
 enum class OsCall : std::uint8_t { kReserve, kCommit, kRelease, kMapMetadata, kStartThread, kCount };
 

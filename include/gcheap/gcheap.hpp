@@ -75,6 +75,32 @@ void add_roots(const void* begin, const void* end);
 /// std::invalid_argument, naming the range, if there is none.
 void remove_roots(const void* begin, const void* end);
 
+/// Boehm's GC_MALLOC_UNCOLLECTABLE: zeroed, scanned gcheap memory that is a
+/// root until free_uncollectable(): the object is never collected, and what
+/// it points to stays alive. For storage that the program owns explicitly
+/// but that holds gcheap pointers (gcheap::traceable_allocator). `alignment`
+/// as for alloc_aligned(). Each call returns a distinct object, even for 0 bytes.
+/// @throws std::bad_alloc as alloc() does.
+void* alloc_uncollectable(std::size_t bytes, std::size_t alignment = 8);
+/// Ends the registration of an object from alloc_uncollectable(): it is then
+/// an ordinary object, freed by a later collection once unreachable. nullptr
+/// does nothing. Throws std::invalid_argument, naming the address, for any
+/// other pointer that alloc_uncollectable() did not return or that was freed.
+void free_uncollectable(void* object);
+
+/// Fibers and coroutines: registers [lo, hi) as a stack that registered
+/// threads may switch to (ucontext, boost.context, a coroutine library's
+/// stacks). While registered, a thread stopped on it is scanned from its
+/// stack pointer to `hi` (and its own thread stack whole), and when no thread
+/// runs on it, the whole stack is scanned, because a suspended fiber's frames
+/// are live. Register a stack before any thread switches to it, remove it
+/// after the last switch away. Throws std::invalid_argument if lo >= hi or if
+/// the stack overlaps a registered one.
+void add_stack(const void* lo, const void* hi);
+/// Removes a stack registered with exactly these bounds; throws
+/// std::invalid_argument, naming it, if there is none.
+void remove_stack(const void* lo, const void* hi);
+
 /// Registers the calling thread: its stack and registers are scanned
 /// conservatively at every collection. A thread is registered automatically
 /// when it first allocates or collects; register a thread explicitly when it
@@ -131,3 +157,7 @@ std::int64_t set_memory_limit(std::int64_t limit);
 std::string set_debug_modes(std::string_view modes);
 
 }  // namespace gcheap
+
+// Standard-library allocators over the functions above (container storage in
+// gcheap memory). Included last: it uses the declarations of this header.
+#include <gcheap/allocator.hpp>

@@ -66,6 +66,13 @@ struct HeapOptions {
     /// Return free pages to the OS in a background thread, paced to about
     /// 1% of one CPU (GCHEAP_SCAVENGER=off disables it).
     bool background_scavenger = true;
+    /// Scan the writable data segments (.data, .bss) of the program and of
+    /// its shared libraries, and the static TLS of registered threads, at
+    /// every collection, so that gcheap pointers in globals, statics and
+    /// thread_locals keep their objects alive (GCHEAP_SCAN_GLOBALS=off
+    /// disables it). Turn it off for programs that register every root
+    /// themselves with add_roots().
+    bool scan_globals = true;
     /// GCHEAP_DEBUG: verification modes, off by default.
     DebugOptions debug;
     /// GCHEAP_MEMPROFILERATE (Go's MemProfileRate): sample one allocation per
@@ -75,8 +82,8 @@ struct HeapOptions {
 
     /// Options from GCHEAP_GOGC ("off" or a percentage), GCHEAP_MEMLIMIT
     /// (bytes with an optional B, KiB, MiB, GiB or TiB suffix), GCHEAP_GCTRACE,
-    /// GCHEAP_MARK_THREADS, GCHEAP_SCAVENGER and GCHEAP_SWEEPER (on or off) and
-    /// GCHEAP_MEMPROFILERATE (bytes); GCHEAP_DEBUG is read by every heap itself
+    /// GCHEAP_MARK_THREADS, GCHEAP_SCAVENGER, GCHEAP_SWEEPER and GCHEAP_SCAN_GLOBALS
+    /// (on or off) and GCHEAP_MEMPROFILERATE (bytes); GCHEAP_DEBUG is read by every heap itself
     /// (DebugOptions::from_environment). Unparsable values are reported on stderr and
     /// ignored, as Go ignores a malformed GOGC.
     static HeapOptions from_environment();

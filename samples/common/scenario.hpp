@@ -2,8 +2,7 @@
 //
 //   1. the helpers Go users write for these experiments — allocate<T>(n),
 //      copy_every(...), use(...) — on top of gcheap's public API;
-//   2. the tools for "dropping" a pointer for real under a conservative
-//      collector — wipe_stack() and measure();
+//   2. what "dropping" a pointer means under a conservative collector;
 //   3. the measure itself (heapUsage, maxFragmentation);
 //   4. the command line, tables, checks and CSV files every scenario shares;
 //   5. fresh heaps: running the program again in a child process.
@@ -96,9 +95,8 @@ Slice<T> make_slice(std::size_t n) {
 /// allocated zeroed T. The pointer array comes first, then the objects, in
 /// index order, so consecutive objects share spans.
 ///
-/// noinline, like every function that creates garbage in these samples: its
-/// locals (the loop's last pointers) die with its frame, where a collection
-/// cannot see them (see wipe_stack()).
+/// noinline, like every step of the stories: each step reads as one function
+/// in a profile, and its locals (the loop's last pointers) die with its frame.
 template <class T>
 [[gnu::noinline]] Slice<T*> allocate(std::size_t n) {
     Slice<T*> s = make_slice<T*>(n);
@@ -131,35 +129,24 @@ void use(const Ts&... values) {
 // ===========================================================================
 //
 // gcheap finds roots conservatively: every word of every registered thread's
-// stack (from the current stack pointer up), its registers, and the ranges
-// given to gcheap::add_roots(). Anything that looks like a pointer into an
-// object keeps it alive. So "dropping" a pointer means making sure no copy of
-// it is left in any of those places:
+// stack (from where it stands up), its registers, the program's globals and
+// the ranges given to gcheap::add_roots(). Anything that looks like a pointer
+// into an object keeps it alive. So "dropping" a pointer means leaving no copy
+// of it in any of those places:
 //
 //   * keep the story's pointers in one place the program controls — a global
-//     struct registered with add_roots() (gcheap does not scan globals by
-//     itself), or gcheap objects reachable from it — and drop a pointer by
-//     overwriting that slot with nullptr;
-//   * create and traverse objects in [[gnu::noinline]] functions: their
-//     temporaries live in their own frame, which is popped when they return;
-//   * popped frames still hold their old bytes. The next deep call (the
-//     collector's own!) reuses that memory, and a slot it does not initialise
-//     before the scan would still show an old pointer. wipe_stack() zeroes
-//     64 KiB below the caller first; measure() calls it before collecting;
-//   * never keep gcheap pointers only in malloc'd memory (std::vector,
-//     std::string, new): the collector does not read it, so objects referenced
-//     only from there are freed under your feet. Use gcheap arrays (Slice
-//     above), or register the buffer with add_roots().
-
-/// Zeroes 64 KiB of stack below the caller's frame: the dead frames of earlier
-/// calls, so that no stale pointer in them survives into the collector's own
-/// frames. Registers are not an issue: callee-saved ones hold the caller's own
-/// values once those calls have returned, and the rest are overwritten here.
-[[gnu::noinline]] inline void wipe_stack() {
-    unsigned char buffer[64 * 1024];
-    std::memset(buffer, 0, sizeof buffer);
-    asm volatile("" : : "r"(buffer) : "memory");  // the stores must happen
-}
+//     struct (registered with add_roots() too, which costs nothing more and
+//     keeps the samples correct with GCHEAP_SCAN_GLOBALS=off), or gcheap
+//     objects reachable from it — and drop a pointer by overwriting that slot
+//     with nullptr;
+//   * create and traverse objects in functions that return before the
+//     measurement: their temporaries die with their frames. gcheap scans the
+//     collecting thread from where collect() was called, so the dead frames
+//     below it are not roots (no stack wiping is needed);
+//   * never keep gcheap pointers only in malloc'd memory (a std::vector with
+//     std::allocator, std::string, new): the collector does not read it, so
+//     objects referenced only from there are freed under your feet. Use
+//     gcheap arrays (Slice above) or containers with gcheap::allocator.
 
 // ===========================================================================
 // 3. The measure
@@ -192,17 +179,9 @@ struct Sample {
     return {m.heap_usage(), m.max_fragmentation(), m.HeapAlloc, m.HeapObjects};
 }
 
-/// What every scenario does at a numbered point: wipe the dead frames below
-/// this one, collect, return every free page to the OS, read the counters.
-///
-/// Each part is its own noinline function, and this frame stays small on
-/// purpose: a function with a big frame — a MemStats is 5.6 KiB — spans the
-/// dead frames of earlier deeper calls, and its not-yet-written slots would
-/// still hold their pointers while it collects. (The first version of this
-/// function read the MemStats here, and scenario 3's dropped 8 MiB array
-/// survived through exactly such a slot.)
-[[gnu::noinline]] inline Sample measure() {
-    wipe_stack();
+/// What every scenario does at a numbered point: collect, return every free
+/// page to the OS, read the counters.
+inline Sample measure() {
     collect_and_release();
     return read_sample();
 }

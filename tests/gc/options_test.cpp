@@ -114,6 +114,28 @@ TEST_CASE("options: GCHEAP_SWEEPER turns the background sweeper on and off", "[o
     }
 }
 
+TEST_CASE("options: GCHEAP_SCAN_GLOBALS turns scanning of data segments and TLS on and off", "[options]") {
+    CHECK(gcheap::HeapOptions{}.scan_globals);  // on by default
+    CHECK(gcheap::HeapOptions::from_environment().scan_globals);
+    {
+        EnvVar scan("GCHEAP_SCAN_GLOBALS", "off");
+        CHECK_FALSE(gcheap::HeapOptions::from_environment().scan_globals);
+    }
+    {
+        EnvVar scan("GCHEAP_SCAN_GLOBALS", "0");
+        CHECK_FALSE(gcheap::HeapOptions::from_environment().scan_globals);
+    }
+    {
+        EnvVar scan("GCHEAP_SCAN_GLOBALS", "on");
+        CHECK(gcheap::HeapOptions::from_environment().scan_globals);
+    }
+    {
+        EnvVar scan("GCHEAP_SCAN_GLOBALS", "never");
+        std::string warnings = capture_stderr([] { CHECK(gcheap::HeapOptions::from_environment().scan_globals); });
+        CHECK_THAT(warnings, Catch::Contains("GCHEAP_SCAN_GLOBALS=never"));
+    }
+}
+
 TEST_CASE("pacer: goal follows GOGC and the memory limit", "[options][pacer]") {
     gcheap::HeapOptions o;
     Pacer pacer(o);

@@ -40,9 +40,10 @@ inline constexpr const char* kChildEnv = "GCHEAP_TEST_CHILD";
         std::signal(SIGABRT, SIG_DFL);                        \
     } while (false)
 
-/// Runs the test case `name` of /proc/self/exe with `extra_env` ("NAME=value"
-/// entries) added to the environment.
-inline ChildResult run_child_test(const std::string& name, const std::vector<std::string>& extra_env = {}) {
+/// Runs the program `exe` with `args` and with `extra_env` ("NAME=value"
+/// entries) added to the environment; waits for it and returns what it did.
+inline ChildResult run_process(const std::string& exe, const std::vector<std::string>& args,
+                               const std::vector<std::string>& extra_env = {}) {
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t actions;
@@ -52,18 +53,19 @@ inline ChildResult run_child_test(const std::string& name, const std::vector<std
     posix_spawn_file_actions_addclose(&actions, fds[0]);
     posix_spawn_file_actions_addclose(&actions, fds[1]);
 
-    std::vector<std::string> env_strings{std::string(kChildEnv) + "=1"};
-    env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
+    std::vector<std::string> env_strings(extra_env.begin(), extra_env.end());
     for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
     std::vector<char*> envp;
     for (std::string& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
-    std::string exe = "/proc/self/exe";
-    std::string test_name = name;
-    char* argv[] = {exe.data(), test_name.data(), nullptr};
+    std::vector<std::string> arg_strings{exe};
+    arg_strings.insert(arg_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& s : arg_strings) argv.push_back(s.data());
+    argv.push_back(nullptr);
 
     pid_t pid = -1;
-    const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
+    const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     ::close(fds[1]);
     if (rc != 0) {
@@ -85,6 +87,14 @@ inline ChildResult run_child_test(const std::string& name, const std::vector<std
     result.exit_code = result.exited ? WEXITSTATUS(status) : -1;
     result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     return result;
+}
+
+/// Runs the test case `name` of /proc/self/exe with `extra_env` ("NAME=value"
+/// entries) added to the environment.
+inline ChildResult run_child_test(const std::string& name, const std::vector<std::string>& extra_env = {}) {
+    std::vector<std::string> env{std::string(kChildEnv) + "=1"};
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    return run_process("/proc/self/exe", {name}, env);
 }
 
 }  // namespace gcheap::test
