@@ -189,18 +189,100 @@ const AddressRange& current_thread_stack() {
     return tls_own_stack;
 }
 
-[[gnu::noinline]] void run_as_collection_entry(void (*body)(void*), void* arg) {
+namespace {
+
+// Sets the entry unless an outer one is running, then runs the body.
+void enter_collection(void (*body)(void*), void* arg, std::uintptr_t sp) {
     if (tls_collection_entry_sp != 0) {
         body(arg);
         return;
     }
-    __builtin_unwind_init();  // the caller's callee-saved registers, into this frame
-    tls_collection_entry_sp = current_stack_pointer();
+    tls_collection_entry_sp = sp;
     struct Reset {
         ~Reset() { tls_collection_entry_sp = 0; }
     } reset;
     body(arg);
-    asm volatile("" ::: "memory");  // keep this frame (and its spills) alive across the call
+}
+
+}  // namespace
+
+// push_registers_and_run(fn, a, b) pushes every callee-saved register and
+// calls fn(a, b, sp) with the stack pointer below the pushes (cppgc's
+// PushAllRegistersAndIterateStack). Written in assembly so that its frame
+// holds nothing but those registers and the return address: a compiled
+// frame may keep unwritten padding, whose stale words would be roots.
+extern "C" [[gnu::visibility("hidden")]] void gcheap_push_registers_and_run(
+    void (*fn)(void (*)(void*), void*, std::uintptr_t), void (*a)(void*), void* b);
+
+#if defined(__x86_64__)
+asm(R"(
+    .text
+    .p2align 4
+    .globl gcheap_push_registers_and_run
+    .hidden gcheap_push_registers_and_run
+    .type gcheap_push_registers_and_run, @function
+gcheap_push_registers_and_run:
+    .cfi_startproc
+    endbr64                 # a landing pad under CET; a no-op elsewhere
+    push %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %rbp, 0
+    mov %rsp, %rbp
+    .cfi_def_cfa_register %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    push $0                 # keeps %rsp 16-byte aligned for the call
+    mov %rdi, %rax
+    mov %rsi, %rdi
+    mov %rdx, %rsi
+    mov %rsp, %rdx
+    call *%rax
+    mov %rbp, %rsp          # the callee preserved the pushed registers
+    pop %rbp
+    .cfi_def_cfa %rsp, 8
+    ret
+    .cfi_endproc
+    .size gcheap_push_registers_and_run, .-gcheap_push_registers_and_run
+)");
+#elif defined(__aarch64__)
+asm(R"(
+    .text
+    .p2align 2
+    .globl gcheap_push_registers_and_run
+    .hidden gcheap_push_registers_and_run
+    .type gcheap_push_registers_and_run, %function
+gcheap_push_registers_and_run:
+    .cfi_startproc
+    stp x29, x30, [sp, #-96]!
+    .cfi_def_cfa_offset 96
+    .cfi_offset x29, -96
+    .cfi_offset x30, -88
+    mov x29, sp
+    stp x19, x20, [sp, #16]
+    stp x21, x22, [sp, #32]
+    stp x23, x24, [sp, #48]
+    stp x25, x26, [sp, #64]
+    stp x27, x28, [sp, #80]
+    mov x3, x0
+    mov x0, x1
+    mov x1, x2
+    mov x2, sp
+    blr x3
+    ldp x29, x30, [sp], #96
+    .cfi_def_cfa_offset 0
+    ret
+    .cfi_endproc
+    .size gcheap_push_registers_and_run, .-gcheap_push_registers_and_run
+)");
+#else
+#error "gcheap: gcheap_push_registers_and_run has no implementation for this architecture"
+#endif
+
+void run_as_collection_entry(void (*body)(void*), void* arg) {
+    gcheap_push_registers_and_run(enter_collection, body, arg);
 }
 
 std::uintptr_t collection_entry_sp() { return tls_collection_entry_sp; }

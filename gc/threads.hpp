@@ -154,10 +154,12 @@ private:
 /// the thread if a world stop has asked it to and it has not parked for it yet.
 void suspend_pending_thread();
 
-/// Runs body(arg) as a collection entry: spills the callee-saved registers
-/// into this frame and records its stack pointer as where collections run
-/// inside body() scan the calling thread's stack from. The outermost entry
-/// wins (a finalizer that calls collect() keeps the finalizer thread's).
+/// Runs body(arg) as a collection entry: pushes the callee-saved registers
+/// in a frame that holds nothing else (assembly: a compiled frame may keep
+/// unwritten padding) and records its stack pointer as where collections
+/// run inside body() scan the calling thread's stack from. The outermost
+/// entry wins (a finalizer that calls collect() keeps the finalizer
+/// thread's). Callers tail-call it, so that no frame of theirs lies between.
 void run_as_collection_entry(void (*body)(void*), void* arg);
 /// The stack pointer recorded by this thread's outermost running
 /// run_as_collection_entry(), or 0 outside one.

@@ -46,17 +46,28 @@ void* alloc_aligned(std::size_t bytes, std::size_t alignment) {
 
 MemStats read_mem_stats() { return detail::default_heap().read_mem_stats(); }
 
+// The caller's stack is a root like any other: the thread registers, and
+// the collection entry is this frame's, before registration's deeper calls
+// leave anything below it (gc/threads.hpp).
 void collect() {
-    detail::Heap& heap = detail::default_heap();
-    heap.register_current_thread();  // the caller's stack is a root like any other
-    heap.collector().collect();
+    detail::run_as_collection_entry(
+        [](void*) {
+            detail::Heap& heap = detail::default_heap();
+            heap.register_current_thread();
+            heap.collector().collect();
+        },
+        nullptr);
 }
 
 void free_os_memory() {
-    detail::Heap& heap = detail::default_heap();
-    heap.register_current_thread();
-    heap.collector().collect();
-    heap.release_free_pages();
+    detail::run_as_collection_entry(
+        [](void*) {
+            detail::Heap& heap = detail::default_heap();
+            heap.register_current_thread();
+            heap.collector().collect();
+            heap.release_free_pages();
+        },
+        nullptr);
 }
 
 void add_roots(const void* begin, const void* end) { detail::default_heap().collector().roots().add(begin, end); }

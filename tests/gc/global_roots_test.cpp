@@ -4,6 +4,7 @@
 // slot of a lost object, in the main thread and in other threads.
 #include "gc/collector.hpp"
 #include "runtime/heap.hpp"
+#include "tests/support/child_process.hpp"
 #include "tests/support/heap_fixture.hpp"
 
 #include <gcheap/gcheap.hpp>
@@ -50,7 +51,8 @@ void churn(int rounds) {
 
 // Every kind of static storage a program keeps pointers in.
 Payload* g_zero_initialised;                          // .bss
-Payload* g_dynamic = new_payload(2);                  // dynamically initialised, before main
+Payload g_placeholder{};
+Payload* g_in_data = &g_placeholder;                  // .data (initialised with an address)
 struct Registry {
     static Payload* instance;                         // a class static
 };
@@ -63,15 +65,25 @@ thread_local Payload* t_per_thread;                   // a thread_local
 
 TEST_CASE("globals: every kind of global and static keeps its object", "[roots][globals]") {
     g_zero_initialised = new_payload(1);
+    g_in_data = new_payload(2);
     Registry::instance = new_payload(3);
     function_local_static();
     t_per_thread = new_payload(5);
     churn(3);
     CHECK(intact(g_zero_initialised, 1));
-    CHECK(intact(g_dynamic, 2));
+    CHECK(intact(g_in_data, 2));
     CHECK(intact(Registry::instance, 3));
     CHECK(intact(function_local_static(), 4));
     CHECK(intact(t_per_thread, 5));
+}
+
+TEST_CASE("globals: a program that allocates before main keeps its global, thread_local and static objects",
+          "[roots][globals]") {
+    const gcheap::test::ChildResult run = gcheap::test::run_process(GCHEAP_TEST_PROGRAM_DIR "/static_init", {});
+    INFO(run.output);
+    CHECK(run.exited);
+    CHECK(run.exit_code == 0);
+    CHECK(run.output.find("intact") != std::string::npos);
 }
 
 TEST_CASE("globals: thread_locals of other threads keep their objects while the threads collect",
