@@ -3,9 +3,19 @@
 
 #include "runtime/span.hpp"
 
-#include <new>
+#include <type_traits>
 
 namespace gcheap::detail {
+
+// ArenaMeta and the L2 blocks are used as the zero-filled mappings hold them,
+// without running a constructor (see arena.hpp: constructing would write every
+// page). That is sound because all-zero bytes are their value-initialised
+// state: null pointers in lock-free atomics that hold nothing but the pointer,
+// and clear bits. Nothing needs destroying: the destructor only unmaps.
+static_assert(std::atomic<Span*>::is_always_lock_free && sizeof(std::atomic<Span*>) == sizeof(Span*));
+static_assert(std::atomic<ArenaMeta*>::is_always_lock_free &&
+              sizeof(std::atomic<ArenaMeta*>) == sizeof(ArenaMeta*));
+static_assert(std::is_trivially_destructible_v<ArenaMeta> && std::is_standard_layout_v<ArenaMeta>);
 
 std::size_t ArenaIndex::meta_bytes() {
     const std::size_t page = OsMemory::os_page_size();
@@ -32,15 +42,15 @@ ArenaMeta* ArenaIndex::add_arena_locked(std::uintptr_t base) {
     if (l2 == nullptr) {
         void* block = os_.map_metadata(kL2Bytes);
         if (block == nullptr) return nullptr;
-        l2 = ::new (block) std::atomic<ArenaMeta*>[kL2Entries]();
+        l2 = static_cast<std::atomic<ArenaMeta*>*>(block);  // zero-filled: no arenas
         sys_bytes_ += kL2Bytes;
         l1_[l1].store(l2, std::memory_order_release);
     }
     void* memory = os_.map_metadata(meta_bytes());
     if (memory == nullptr) return nullptr;
     sys_bytes_ += meta_bytes();
-    auto* meta = ::new (memory) ArenaMeta();  // null spans, no released bits
-    meta->base = base;
+    auto* meta = static_cast<ArenaMeta*>(memory);  // zero-filled: null spans, no released bits
+    meta->base = base;  // the one write; with 4 KiB pages, on the page of the released bits
     l2[l2_index].store(meta, std::memory_order_release);
     ++arena_count_;
     if (lowest_.load(std::memory_order_relaxed) == 0 || base < lowest_.load(std::memory_order_relaxed)) {
@@ -50,6 +60,13 @@ ArenaMeta* ArenaIndex::add_arena_locked(std::uintptr_t base) {
         highest_.store(base + kArenaSize, std::memory_order_relaxed);
     }
     return meta;
+}
+
+bool ArenaIndex::cover_locked(std::uintptr_t begin, std::uintptr_t end) {
+    for (std::uintptr_t arena = begin & ~(kArenaSize - 1); arena < end; arena += kArenaSize) {
+        if (arena_of(arena) == nullptr && add_arena_locked(arena) == nullptr) return false;
+    }
+    return true;
 }
 
 void ArenaIndex::set_pages_locked(std::uintptr_t base, std::size_t npages, Span* span) {

@@ -4,13 +4,28 @@
 // aligned to its size and described by an off-heap ArenaMeta holding one span
 // pointer per 8 KiB page and the page heap's per-page "released" bits.
 //
+// What metadata costs: an arena's ArenaMeta (68 KiB) is mapped when the page
+// heap first commits memory in that arena, not when it reserves the address
+// space (Go maps its heapArena as the heap grows into it too), and it is never
+// initialised: an anonymous mapping reads as zeros, which is exactly a null
+// span map with no released bits. Its pages become resident only as they are
+// written — one page for the released bits and `base`, then 8 bytes per page
+// of in-use span. Reserving address space therefore costs no memory at all,
+// and metadata grows with the memory really used: value-initialising it, as
+// we once did for every arena of a reservation, made alloc(4 TiB) leave
+// 4.3 GB resident and alloc(2^46) run out of memory on metadata alone.
+//
 // The index is a two-level radix table over the 47-bit user address space:
 // L1 (2^11 entries, inside ArenaIndex) -> L2 blocks of 2^10 arena pointers
 // (mapped on demand). span_of(addr) is therefore O(1) for every address,
 // including addresses outside the heap (answer: nullptr) and interior pointers.
 //
 // Invariants:
-//   (A1) an arena is in the index iff its address space is reserved by this heap;
+//   (A1) every arena holding committed heap memory is in the index, and an
+//        arena in the index lies in address space this heap has reserved
+//        (an arena enters the index when commitment first reaches it; one may
+//        be indexed with nothing committed after a commit the page heap
+//        could not complete);
 //   (A2) meta->spans[p] != nullptr iff page p belongs to an in-use span, and then
 //        points at that span (every page of the span, not only the first);
 //   (A3) meta->released bit p is set only for free pages, and then the page's
@@ -39,6 +54,8 @@ inline constexpr std::size_t kAddressBits = 47;
 inline constexpr std::size_t kArenaL2Bits = 10;
 inline constexpr std::size_t kArenaL1Bits = kAddressBits - kArenaShift - kArenaL2Bits;
 
+// Never constructed: add_arena_locked() takes it as the zero-filled mapping
+// holds it, which the static_asserts in arena.cpp show to be a valid state.
 struct ArenaMeta {
     std::atomic<Span*> spans[kPagesPerArena];
     std::uint64_t released[kPagesPerArena / 64];  // guarded by the page heap lock
@@ -75,8 +92,14 @@ public:
     }
 
     /// Creates metadata for the arena at `base` (aligned, reserved by the
-    /// caller). Returns nullptr if the OS refuses metadata memory. Lock held.
+    /// caller, not yet indexed). Returns nullptr if the OS refuses metadata
+    /// memory. Lock held.
     ArenaMeta* add_arena_locked(std::uintptr_t base);
+
+    /// Indexes every arena overlapping [begin, end) that is not indexed yet
+    /// (the page heap calls it for each range it commits). False if the OS
+    /// refuses metadata memory; the arenas indexed before that stay. Lock held.
+    bool cover_locked(std::uintptr_t begin, std::uintptr_t end);
 
     /// Sets the page map entries of [base, base + npages pages) to `span`. Lock held.
     void set_pages_locked(std::uintptr_t base, std::size_t npages, Span* span);
@@ -86,7 +109,8 @@ public:
     std::uintptr_t lowest() const { return lowest_.load(std::memory_order_relaxed); }
     std::uintptr_t highest() const { return highest_.load(std::memory_order_relaxed); }
 
-    /// Bytes of metadata mapped for arenas and the index (MemStats.GCSys).
+    /// Bytes of metadata mapped for arenas and the index (MemStats.GCSys):
+    /// mapped, as Go counts its heapArena, not only the resident part.
     std::size_t sys_bytes() const { return sys_bytes_; }
     std::size_t arena_count() const { return arena_count_; }
 

@@ -114,7 +114,11 @@ void OsMemory::fail_after_for_testing(OsCall kind, std::uint64_t nth, bool stick
 
 void* OsMemory::reserve(std::size_t size, std::size_t alignment, std::uintptr_t hint) {
     if (should_fail(OsCall::kReserve)) return nullptr;
-    constexpr int kReserveFlags = MAP_NORESERVE;
+    // No MAP_NORESERVE: a PROT_NONE private mapping is not charged anyway, and
+    // the flag would make the later mprotect(PROT_READ | PROT_WRITE) uncharged
+    // too, so that the kernel's overcommit policy never saw a commit and
+    // alloc(1 TiB) "succeeded" on a 24 GiB machine (see commit()).
+    constexpr int kReserveFlags = 0;
     if (hint != 0 && hint % alignment == 0) {
         // MAP_FIXED_NOREPLACE: take the hint only if nothing lives there.
         void* p = map_anonymous(reinterpret_cast<void*>(hint), size, PROT_NONE, kReserveFlags | MAP_FIXED_NOREPLACE);
@@ -136,7 +140,20 @@ void* OsMemory::reserve(std::size_t size, std::size_t alignment, std::uintptr_t 
 
 bool OsMemory::commit(void* addr, std::size_t size) {
     if (should_fail(OsCall::kCommit)) return false;
-    return ::mprotect(addr, size, PROT_READ | PROT_WRITE) == 0;
+    // Making a private mapping writable charges it to the commit count
+    // (VM_ACCOUNT), under the overcommit policy: with vm.overcommit_memory=0
+    // a single request larger than RAM + swap fails with ENOMEM at once, with
+    // 2 anything past CommitLimit does, with 1 nothing does — as for malloc and
+    // for Go, whose sysMap commits the same way. The check comes before any
+    // page is touched, so a refusal costs one system call.
+    if (::mprotect(addr, size, PROT_READ | PROT_WRITE) == 0) return true;
+    // mprotect works mapping by mapping: when the range spans two (adjacent
+    // reservations the kernel did not merge), the first may already be
+    // writable. Put it back: the range was reserved and untouched.
+    const int error = errno;
+    ::mprotect(addr, size, PROT_NONE);
+    errno = error;
+    return false;
 }
 
 bool OsMemory::release(void* addr, std::size_t size) {

@@ -15,6 +15,14 @@
 // was. Accounting is done by the callers (page heap, metadata allocators), at
 // the moment they call in here, so that HeapSys and HeapReleased stay exact.
 //
+// Who says no, and when (Go's sysReserve / sysMap split): reserving costs
+// address space only (RLIMIT_AS applies); committing is where the kernel
+// charges memory and applies its overcommit policy, so an impossible request
+// fails at commit(), before the heap has spent anything on it. Every mapping
+// here, metadata included, is anonymous and therefore reads as zeros: callers
+// never initialise what they get to zero, so that untouched metadata pages
+// cost no resident memory.
+//
 // Thread starts never throw: start_thread() returns the error, and each
 // caller degrades as documented (fewer mark helpers, lazy sweeping only, no
 // background scavenging) or reports it (set_finalizer throws std::system_error).
@@ -72,7 +80,9 @@ public:
     /// Reserves `size` bytes of address space aligned to `alignment` (a power
     /// of two, at least the OS page size), trying `hint` first when non-zero.
     void* reserve(std::size_t size, std::size_t alignment, std::uintptr_t hint);
-    /// Makes a reserved range readable and writable.
+    /// Makes a reserved range readable and writable. The kernel charges the
+    /// range to its commit count here: false (ENOMEM) when its overcommit
+    /// policy refuses, at once and with nothing touched.
     bool commit(void* addr, std::size_t size);
     /// Returns the physical pages of a committed range to the OS.
     bool release(void* addr, std::size_t size);
@@ -82,7 +92,8 @@ public:
     void prefault(void* addr, std::size_t size);
     /// Returns reserved address space to the OS.
     void unmap(void* addr, std::size_t size);
-    /// Maps zeroed read/write memory for off-heap metadata.
+    /// Maps zeroed read/write memory for off-heap metadata. Pages become
+    /// resident as they are first written, not here.
     void* map_metadata(std::size_t size);
 
     static std::size_t os_page_size();

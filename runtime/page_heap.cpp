@@ -157,15 +157,16 @@ void PageHeap::erase_free_run_locked(std::uintptr_t base, std::size_t npages) {
 bool PageHeap::reserve_locked(std::size_t bytes, bool& contiguous) {
     const std::size_t size = round_up(bytes, kArenaSize);
     if (size < bytes) return false;
+    // Room first, so that a reservation is never mapped and then forgotten
+    // because recording it threw.
+    reservations_.reserve(reservations_.size() + 1);
     void* memory = os_.reserve(size, kArenaSize, next_hint_);
     if (memory == nullptr) return false;
     const auto base = reinterpret_cast<std::uintptr_t>(memory);
     if (next_hint_ != 0) next_hint_ = base == next_hint_ ? base + size : 0;  // stop hinting once refused
     reservations_.emplace_back(base, size);
-    for (std::uintptr_t arena = base; arena < base + size; arena += kArenaSize) {
-        // On failure, arenas already indexed stay so: they remain reserved (A1).
-        if (index_.add_arena_locked(arena) == nullptr) return false;
-    }
+    // No arena is indexed here: metadata waits for commitment (A1), so that
+    // address space reserved for a request the OS then refuses costs nothing.
     contiguous = commit_cursor_ != 0 && base == reserve_end_;
     if (!contiguous) commit_cursor_ = base;  // the old reservation's tail stays unused
     reserve_end_ = base + size;
@@ -182,13 +183,28 @@ bool PageHeap::grow_locked(std::size_t npages) {
         if (last_base + last_pages * kPageSize == commit_cursor_) tail_pages = last_pages;
     }
     std::size_t bytes = round_up((npages - std::min(tail_pages, npages)) * kPageSize, kGrowBytes);
+    const GrowthState before{next_hint_, commit_cursor_, reserve_end_};
+    bool reserved = false;
     if (commit_cursor_ == 0 || commit_cursor_ + bytes > reserve_end_) {
         bool contiguous = false;
         if (!reserve_locked(full_bytes, contiguous)) return false;
+        reserved = true;
         if (!contiguous) bytes = full_bytes;
     }
-    if (!os_.commit(reinterpret_cast<void*>(commit_cursor_), bytes)) return false;
     const std::uintptr_t base = commit_cursor_;
+    if (!os_.commit(reinterpret_cast<void*>(base), bytes)) {
+        // Refused before anything was spent on it. A reservation made for this
+        // request goes back, or the old reservation's tail would be abandoned
+        // for it (and a refused 2^46-byte request would keep half the address
+        // space).
+        if (reserved) unreserve_newest_locked(before);
+        return false;
+    }
+    // The committed range is not counted until its arenas are indexed. If
+    // metadata is refused, the range stays committed, untouched and unclaimed
+    // at the commit cursor; the next growth commits it again (making a
+    // writable range writable is a no-op) and takes it.
+    if (!index_.cover_locked(base, base + bytes)) return false;
     commit_cursor_ += bytes;
     committed_ += bytes;
     const std::size_t pages = bytes / kPageSize;
@@ -196,6 +212,15 @@ bool PageHeap::grow_locked(std::size_t npages) {
     heap_released_ += bytes;
     insert_free_run_locked(base, pages);
     return true;
+}
+
+void PageHeap::unreserve_newest_locked(const GrowthState& before) {
+    const auto [base, size] = reservations_.back();
+    reservations_.pop_back();
+    os_.unmap(reinterpret_cast<void*>(base), size);  // no arena of it is indexed: nothing was committed (A1)
+    next_hint_ = before.next_hint;
+    commit_cursor_ = before.commit_cursor;
+    reserve_end_ = before.reserve_end;
 }
 
 bool PageHeap::is_released_locked(std::uintptr_t page) const {

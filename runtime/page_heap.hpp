@@ -24,6 +24,21 @@
 //   (P5) no resident free page lies at or above the release cursor
 // Newly committed memory counts as released, as in Go: it is not resident yet.
 //
+// Growth (grow_locked) is Go's mheap.grow in three steps, cheapest refusal
+// first: reserve address space if the current reservation is too small
+// (PROT_NONE: costs nothing), commit what is needed (where the kernel charges
+// memory and refuses what its overcommit policy will not back), and only then
+// index the arenas the commit reached (arena metadata, arena.hpp). So a request
+// the OS will not commit — alloc(1 TiB) on a 24 GiB machine — fails after a
+// few system calls, with nothing touched, and leaves the heap as it was: the
+// reservation made for it is unmapped again and no metadata was created.
+// Checking requests against a bound of our own (RAM + swap from sysinfo) was
+// the alternative; it would repeat the kernel's own test under
+// vm.overcommit_memory=0, be looser than CommitLimit under 2, and overrule an
+// administrator who chose 1 (where malloc and Go are granted such requests
+// too). RLIMIT_AS needs no check of ours: the kernel applies it at reserve.
+// So the kernel's answer at commit is the one we use, as malloc and Go do.
+//
 // Locking: mutex() guards everything here, the span descriptor pool and the
 // arena index writes. It is the innermost lock: thread cache -> central -> page heap.
 // It spins before it sleeps (sync.hpp): threads refilling their caches at the
@@ -137,6 +152,14 @@ private:
 
     bool grow_locked(std::size_t npages);
     bool reserve_locked(std::size_t bytes, bool& contiguous);
+    /// Where growth stands: restored, and the newest reservation unmapped,
+    /// when the commit that reservation was made for is refused.
+    struct GrowthState {
+        std::uintptr_t next_hint;
+        std::uintptr_t commit_cursor;
+        std::uintptr_t reserve_end;
+    };
+    void unreserve_newest_locked(const GrowthState& before);
     bool is_released_locked(std::uintptr_t page) const;
     void insert_free_run_locked(std::uintptr_t base, std::size_t npages);
     void erase_free_run_locked(std::uintptr_t base, std::size_t npages);
