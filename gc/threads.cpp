@@ -8,6 +8,9 @@
 #include "runtime/thread_cache.hpp"
 
 #include <alloca.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,6 +88,8 @@ void write_stderr(const char* text) {
     const std::uint64_t requested = tls_stop_state.requested.load(std::memory_order_acquire);
     if (requested == tls_stop_state.parked) return;  // already parked for this stop
     tls_stop_state.parked = requested;
+    int cancel_state = 0;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);  // sigsuspend is a cancellation point
     const std::uint64_t epoch = w.resume_epoch.load(std::memory_order_acquire);
     __builtin_unwind_init();  // spill callee-saved registers into this frame
     tls_stop_state.stop_sp = current_stack_pointer();
@@ -92,6 +97,7 @@ void write_stderr(const char* text) {
     tls_stop_state.altstack = current_altstack();  // sigaltstack() is async-signal-safe
     sem_post(&w.acks);
     while (w.resume_epoch.load(std::memory_order_acquire) == epoch) sigsuspend(&wait_mask);
+    pthread_setcancelstate(cancel_state, nullptr);
 }
 
 sigset_t wait_mask_allowing_resume() {
@@ -116,6 +122,18 @@ void on_suspend_signal(int, siginfo_t*, void*) {
 
 void on_resume_signal(int, siginfo_t*, void*) {}
 
+void warn_if_replaced(const struct sigaction& previous, int signal) {
+    const bool installed = (previous.sa_flags & SA_SIGINFO) != 0 ? previous.sa_sigaction != nullptr
+                                                                  : previous.sa_handler != SIG_DFL;
+    if (!installed) return;
+    char text[200];
+    std::snprintf(text, sizeof text,
+                  "gcheap: replacing the program's handler of signal %d (SIGRTMIN+%d): gcheap uses SIGRTMIN+6 and "
+                  "SIGRTMIN+7 to stop threads for collections\n",
+                  signal, signal - SIGRTMIN);
+    write_stderr(text);
+}
+
 void install_signal_handlers() {
     static std::once_flag once;
     std::call_once(once, [] {
@@ -130,15 +148,62 @@ void install_signal_handlers() {
         sigemptyset(&action.sa_mask);
         sigaddset(&action.sa_mask, w.suspend_signal);
         sigaddset(&action.sa_mask, w.resume_signal);
+        struct sigaction previous;
         action.sa_sigaction = on_suspend_signal;
-        if (sigaction(w.suspend_signal, &action, nullptr) != 0) {
+        if (sigaction(w.suspend_signal, &action, &previous) != 0) {
             throw std::system_error(errno, std::generic_category(), "gcheap: installing the suspend signal handler");
         }
+        warn_if_replaced(previous, w.suspend_signal);
         action.sa_sigaction = on_resume_signal;
-        if (sigaction(w.resume_signal, &action, nullptr) != 0) {
+        if (sigaction(w.resume_signal, &action, &previous) != 0) {
             throw std::system_error(errno, std::generic_category(), "gcheap: installing the resume signal handler");
         }
+        warn_if_replaced(previous, w.resume_signal);
     });
+}
+
+// Both handlers must still be gcheap's: a replaced (or ignored) suspend or
+// resume signal would stop the world forever.
+void check_handlers_installed() {
+    const WorldStop& w = world();
+    const struct {
+        int signal;
+        void (*handler)(int, siginfo_t*, void*);
+    } expected[] = {{w.suspend_signal, on_suspend_signal}, {w.resume_signal, on_resume_signal}};
+    for (const auto& e : expected) {
+        struct sigaction current;
+        if (sigaction(e.signal, nullptr, &current) != 0) continue;
+        if ((current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == e.handler) continue;
+        char text[256];
+        std::snprintf(text, sizeof text,
+                      "gcheap: fatal: the handler of signal %d (SIGRTMIN+%d), which gcheap uses to stop threads for "
+                      "collections, was replaced or set to ignore; collections cannot stop threads. Leave SIGRTMIN+6 "
+                      "and SIGRTMIN+7 to gcheap.\n",
+                      e.signal, e.signal - SIGRTMIN);
+        write_stderr(text);
+        std::abort();
+    }
+}
+
+// "blocks signal N", from the thread's SigBlk mask; "" if it does not or
+// the mask cannot be read. Uses system calls only: the world is half stopped.
+const char* blocked_reason(pid_t tid, int signal, char* buffer, std::size_t size) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "";
+    char status[4096];
+    const ssize_t n = ::read(fd, status, sizeof status - 1);
+    ::close(fd);
+    if (n <= 0) return "";
+    status[n] = '\0';
+    const char* line = std::strstr(status, "SigBlk:");
+    if (line == nullptr) return "";
+    const unsigned long long mask = std::strtoull(line + 7, nullptr, 16);
+    if ((mask >> (signal - 1) & 1) == 0) return "";
+    std::snprintf(buffer, size, ": it blocks signal %d (SIGRTMIN+%d), gcheap's suspend signal", signal,
+                  signal - SIGRTMIN);
+    return buffer;
 }
 
 }  // namespace
@@ -150,6 +215,17 @@ void* current_fake_stack() {
     return nullptr;
 #endif
 }
+
+StopSignalsAllowed::StopSignalsAllowed() {
+    install_signal_handlers();  // the signal numbers
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, world().suspend_signal);
+    sigaddset(&stop_signals, world().resume_signal);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, &previous_);
+}
+
+StopSignalsAllowed::~StopSignalsAllowed() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
 
 void suspend_pending_thread() {
     tls_cache_slot.suspend_pending = 0;
@@ -198,9 +274,17 @@ void enter_collection(void (*body)(void*), void* arg, std::uintptr_t sp) {
         return;
     }
     tls_collection_entry_sp = sp;
+    // The world stop's waits are cancellation points: a cancelled collector
+    // would leave the world stopped. A cancel waits for the next one after.
+    int cancel_state = 0;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     struct Reset {
-        ~Reset() { tls_collection_entry_sp = 0; }
-    } reset;
+        int cancel_state;
+        ~Reset() {
+            tls_collection_entry_sp = 0;
+            pthread_setcancelstate(cancel_state, nullptr);
+        }
+    } reset{cancel_state};
     body(arg);
 }
 
@@ -313,6 +397,7 @@ ThreadRegistry::~ThreadRegistry() {
 ThreadRecord* ThreadRegistry::add_current_thread(bool explicit_registration) {
     auto* record = new ThreadRecord;
     record->thread = pthread_self();
+    record->tid = static_cast<pid_t>(::syscall(SYS_gettid));
     record->stop_state = &tls_stop_state;
     record->explicit_registration = explicit_registration;
     try {
@@ -452,6 +537,7 @@ void ThreadRegistry::stop_the_world() {
     lock_for_mutator(mu_);
     WorldStop& w = world();
     lock_for_mutator(w.mu);
+    check_handlers_installed();
     const pthread_t self = pthread_self();
     const std::uint64_t stop = w.stop_count.fetch_add(1, std::memory_order_relaxed) + 1;
     std::size_t signalled = 0;
@@ -467,9 +553,32 @@ void ThreadRegistry::stop_the_world() {
             std::abort();
         }
     }
-    for (std::size_t i = 0; i < signalled; ++i) {
-        while (sem_wait(&w.acks) != 0 && errno == EINTR) {
+    std::size_t acked = 0;
+    for (unsigned waited_s = 1; acked < signalled; ++waited_s) {
+        timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 1;
+        while (acked < signalled) {
+            if (sem_timedwait(&w.acks, &deadline) == 0) ++acked;
+            else if (errno != EINTR) break;  // a second without every thread parked
         }
+        if (acked < signalled && (waited_s == 1 || waited_s % 10 == 0)) report_unstopped_locked(stop, waited_s);
+    }
+}
+
+void ThreadRegistry::report_unstopped_locked(std::uint64_t stop, unsigned waited_s) const {
+    const pthread_t self = pthread_self();
+    for (const ThreadRecord* r = head_; r != nullptr; r = r->next) {
+        if (pthread_equal(r->thread, self) || r->stop_state->parked == stop) continue;
+        char reason[128] = "";
+        char text[400];
+        std::snprintf(text, sizeof text,
+                      "gcheap: the collector has waited %u s for registered thread %d to stop%s; it is not parked "
+                      "(a thread that blocks or consumes gcheap's signals, or that ThreadSanitizer holds, cannot "
+                      "be stopped)\n",
+                      waited_s, static_cast<int>(r->tid),
+                      blocked_reason(r->tid, world().suspend_signal, reason, sizeof reason));
+        write_stderr(text);
     }
 }
 

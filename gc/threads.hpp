@@ -42,6 +42,17 @@
 // frames are large and partly unwritten, and the stale words of the
 // program's earlier calls that show through them would be roots.
 //
+// A stop never hangs silently: a thread that has not parked within a
+// second is reported on stderr — its kernel id, and whether it blocks the
+// suspend signal (read from /proc/self/task/<tid>/status) — and again every
+// ten seconds while the stop waits. A suspend handler that the program
+// replaced is a fatal error with that message, checked before each stop; a
+// handler the program had installed before gcheap's is reported when gcheap
+// replaces it. Cancellation is disabled while a thread is parked and while a
+// collection runs (run_as_collection_entry): their waits are cancellation
+// points, and unwinding out of a stopped world or a signal handler would
+// leave it stopped.
+//
 // Invariants:
 //   (R1) while the world is stopped, every registered thread other than the
 //        collector is parked in suspend_current_thread(), outside any
@@ -58,6 +69,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <semaphore.h>
 #include <signal.h>
 
@@ -85,6 +97,7 @@ struct ThreadStopState {
 
 struct ThreadRecord {
     pthread_t thread{};
+    pid_t tid = 0;  // the kernel's id, for reports and /proc/self/task
     ThreadStopState* stop_state = nullptr;  // the thread's thread_local state
     std::uintptr_t stack_lo = 0;  // lowest address of the stack mapping
     std::uintptr_t stack_hi = 0;  // one past the highest (stacks grow down)
@@ -137,6 +150,8 @@ public:
     std::uint64_t scan_stacks_locked(std::uintptr_t own_sp, StackVisitor visit, void* context) const;
 
 private:
+    /// Writes each registered thread that has not parked for `stop` to stderr.
+    void report_unstopped_locked(std::uint64_t stop, unsigned waited_s) const;
     /// The registered stack holding `sp`, or nullptr.
     const AddressRange* stack_holding_locked(std::uintptr_t sp) const;
     /// Visits the ranges of one thread that stopped at `sp`; `own` is its stack.
@@ -153,6 +168,22 @@ private:
 /// an allocation region, and by polling lock waits (runtime/sync.hpp): parks
 /// the thread if a world stop has asked it to and it has not parked for it yet.
 void suspend_pending_thread();
+
+/// Unblocks the suspend and resume signals in the calling thread for its
+/// lifetime, restoring the mask after. For paths that wait for the
+/// collector's locks with signals blocked, such as thread exit after a
+/// cancellation (glibc runs key destructors with every signal blocked then):
+/// blocked, a world stop could never park them while they wait.
+class StopSignalsAllowed {
+public:
+    StopSignalsAllowed();
+    ~StopSignalsAllowed();
+    StopSignalsAllowed(const StopSignalsAllowed&) = delete;
+    StopSignalsAllowed& operator=(const StopSignalsAllowed&) = delete;
+
+private:
+    sigset_t previous_;
+};
 
 /// Runs body(arg) as a collection entry: pushes the callee-saved registers
 /// in a frame that holds nothing else (assembly: a compiled frame may keep

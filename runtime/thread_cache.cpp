@@ -6,6 +6,7 @@
 // allocated by other thread_local destructors are still returned.
 #include "runtime/thread_cache.hpp"
 
+#include "gc/threads.hpp"
 #include "runtime/heap.hpp"
 #include "runtime/sync.hpp"
 
@@ -19,6 +20,9 @@ namespace gcheap::detail {
 namespace {
 
 void on_thread_exit(void* head) {
+    // Cancelled threads get here with every signal blocked; the locks below
+    // may be held across a world stop that must be able to park this thread.
+    StopSignalsAllowed stoppable;
     MutatorLock<> lock(lifecycle_mutex());
     for (auto* binding = static_cast<CacheBinding*>(head); binding != nullptr;) {
         CacheBinding* next = binding->next;
