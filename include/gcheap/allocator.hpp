@@ -6,13 +6,14 @@
 //
 //   gcheap::allocator<T>             the container object itself is seen by the
 //                                    collector: a local of a registered thread,
-//                                    a global or static, memory registered with
-//                                    add_roots(), or a field of a gcheap object.
+//                                    a global, static or thread_local, memory
+//                                    registered with add_roots(), or a field of
+//                                    a gcheap object.
 //   gcheap::traceable_allocator<T>   it is not: a container inside a malloc'd or
 //                                    new'd object, in a std::function capture's
-//                                    heap storage, in a static the program
-//                                    unregistered from scanning, or reached only
-//                                    through such memory.
+//                                    heap storage, in a global when globals are
+//                                    not scanned (GCHEAP_SCAN_GLOBALS=off), or
+//                                    reached only through such memory.
 //
 //   std::vector<Node*, gcheap::allocator<Node*>> nodes;   // a local: nodes stay alive
 //   struct Cache { std::unordered_map<long, Node*, std::hash<long>, std::equal_to<long>,
@@ -28,8 +29,10 @@
 // pointer kept only there does not keep its object alive. Give nested
 // containers a gcheap allocator too, and keep pointers out of the rest.
 //
-// A thread that holds such a container on its stack must be registered, as
-// for any gcheap pointer (a thread registers when it first allocates).
+// A thread that holds such a container on its stack, or takes pointers out
+// of one, must be registered, as for any gcheap pointer: a thread registers
+// when it first allocates, so a thread that only reads (a queue's consumer)
+// calls register_current_thread() or holds a ThreadScope.
 #pragma once
 
 #include <gcheap/gcheap.hpp>
@@ -75,6 +78,9 @@ std::size_t container_bytes(std::size_t n) {
 /// deallocate() does nothing today: the storage a container gives back (after
 /// growing, on erase, in its destructor) is garbage, freed by a later
 /// collection. It will free explicitly once gcheap has an explicit free.
+/// A container that is never destroyed (inside a gcheap object that is
+/// collected) has its storage reclaimed too, but no destructor runs: what
+/// its elements own elsewhere (a long std::string's buffer) leaks.
 ///
 /// Storage is zeroed, aligned to alignof(T); over-aligned types (alignof(T) > 8)
 /// come from alloc_aligned(), which is always scanned, and alignments above
