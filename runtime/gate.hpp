@@ -37,7 +37,7 @@ public:
     AllocatorGate& operator=(const AllocatorGate&) = delete;
 
     void lock_shared() {
-        if constexpr (kPollingLocks) {
+        if (polling_locks()) {
             while (pthread_rwlock_tryrdlock(&lock_) != 0) {  // see sync.hpp
                 poll_world_stop();
                 sched_yield();
@@ -48,7 +48,7 @@ public:
     }
     void unlock_shared() { pthread_rwlock_unlock(&lock_); }
     void lock() {
-        if constexpr (kPollingLocks) {
+        if (polling_locks()) {
             while (pthread_rwlock_trywrlock(&lock_) != 0) {
                 poll_world_stop();
                 sched_yield();

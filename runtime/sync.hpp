@@ -31,6 +31,13 @@ inline constexpr bool kPollingLocks = false;
 
 void suspend_pending_thread();  // gc/threads.cpp
 
+/// Set for a thread that is exiting: glibc may no longer deliver signals to
+/// it (pthread_kill skips an exiting thread), so its waits poll and it parks
+/// for a world stop cooperatively, as under ThreadSanitizer.
+inline thread_local bool tls_thread_exiting = false;
+
+inline bool polling_locks() { return kPollingLocks || tls_thread_exiting; }
+
 /// Tells the CPU that this thread is spinning (PAUSE on x86).
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -68,12 +75,12 @@ private:
 /// Under ThreadSanitizer, a polling wait is also a safepoint: a thread that a
 /// world stop is waiting for parks here, since TSan may hold back its signal.
 inline void poll_world_stop() {
-    if constexpr (kPollingLocks) suspend_pending_thread();
+    if (polling_locks()) suspend_pending_thread();
 }
 
 template <class Lockable>
 void lock_for_mutator(Lockable& lockable) {
-    if constexpr (kPollingLocks) {
+    if (polling_locks()) {
         while (!lockable.try_lock()) {
             poll_world_stop();
             sched_yield();

@@ -20,8 +20,10 @@ namespace gcheap::detail {
 namespace {
 
 void on_thread_exit(void* head) {
-    // Cancelled threads get here with every signal blocked; the locks below
-    // may be held across a world stop that must be able to park this thread.
+    // Cancelled threads get here with every signal blocked, and glibc sends
+    // no signal to an exiting thread: the locks below, which a world stop
+    // may hold, are waited for by polling, parking cooperatively.
+    tls_thread_exiting = true;
     StopSignalsAllowed stoppable;
     MutatorLock<> lock(lifecycle_mutex());
     for (auto* binding = static_cast<CacheBinding*>(head); binding != nullptr;) {

@@ -125,9 +125,12 @@ void pause_briefly() {
     std::this_thread::sleep_for(20us);
 }
 
-// Joins `thread` once it has set `done`. Until then the caller spins, so that
-// a collection started by another thread can stop it (under TSan it could not
-// stop a thread blocked in pthread_join).
+// Joins `thread` once it has set `done`. Until then the caller waits in
+// pause_briefly(), so that a collection started by another thread can stop it
+// (under TSan it could not stop a thread blocked in pthread_join). Only when
+// no other thread can still collect: an exiting thread unregisters, which
+// waits for a collection in progress, and that collection would wait for the
+// joining thread.
 void join_after(std::thread& thread, const std::atomic<bool>& done) {
     while (!done.load()) pause_briefly();
     thread.join();
@@ -576,9 +579,11 @@ TEST_CASE("allocator: a std::deque queue between a producer and a consumer while
         }
         collector_done.store(true);
     });
-    join_after(producer, producer_done);
-    join_after(collector, collector_done);
-    join_after(consumer, consumer_done);
+    // All three finished before any join (see join_after()).
+    while (!producer_done.load() || !consumer_done.load() || !collector_done.load()) pause_briefly();
+    producer.join();
+    consumer.join();
+    collector.join();
 
     REQUIRE(drain_finalizers());
     const gcheap::MemStats end = gcheap::read_mem_stats();
