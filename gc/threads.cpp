@@ -63,7 +63,7 @@ inline std::uintptr_t current_stack_pointer() {
     return sp;
 }
 
-thread_local ThreadStopState tls_stop_state = {0, nullptr, {}, {0}, 0};
+thread_local ThreadStopState tls_stop_state = {0, nullptr, {}, {0}, {0}};
 thread_local std::uintptr_t tls_collection_entry_sp = 0;
 thread_local AddressRange tls_own_stack;
 
@@ -86,8 +86,8 @@ void write_stderr(const char* text) {
 [[gnu::noinline]] void park_current_thread(const sigset_t& wait_mask) {
     WorldStop& w = world();
     const std::uint64_t requested = tls_stop_state.requested.load(std::memory_order_acquire);
-    if (requested == tls_stop_state.parked) return;  // already parked for this stop
-    tls_stop_state.parked = requested;
+    if (requested == tls_stop_state.parked.load(std::memory_order_relaxed)) return;  // already parked for this stop
+    tls_stop_state.parked.store(requested, std::memory_order_relaxed);
     int cancel_state = 0;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);  // sigsuspend is a cancellation point
     const std::uint64_t epoch = w.resume_epoch.load(std::memory_order_acquire);
@@ -229,7 +229,7 @@ StopSignalsAllowed::~StopSignalsAllowed() { pthread_sigmask(SIG_SETMASK, &previo
 
 void suspend_pending_thread() {
     tls_cache_slot.suspend_pending = 0;
-    if (tls_stop_state.requested.load(std::memory_order_acquire) == tls_stop_state.parked) return;
+    if (tls_stop_state.requested.load(std::memory_order_acquire) == tls_stop_state.parked.load(std::memory_order_relaxed)) return;
     WorldStop& w = world();
     sigset_t block;
     sigset_t previous;
@@ -569,7 +569,7 @@ void ThreadRegistry::stop_the_world() {
 void ThreadRegistry::report_unstopped_locked(std::uint64_t stop, unsigned waited_s) const {
     const pthread_t self = pthread_self();
     for (const ThreadRecord* r = head_; r != nullptr; r = r->next) {
-        if (pthread_equal(r->thread, self) || r->stop_state->parked == stop) continue;
+        if (pthread_equal(r->thread, self) || r->stop_state->parked.load(std::memory_order_relaxed) == stop) continue;
         char reason[128] = "";
         char text[400];
         std::snprintf(text, sizeof text,

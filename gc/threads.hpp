@@ -92,7 +92,7 @@ struct ThreadStopState {
     // thread; the thread parks once per number, so a signal that arrives late
     // (or a cooperative check that beat it) never parks it twice.
     std::atomic<std::uint64_t> requested;
-    std::uint64_t parked;
+    std::atomic<std::uint64_t> parked;  // read by the collector's report of threads that do not park
 };
 
 struct ThreadRecord {

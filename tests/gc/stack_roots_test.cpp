@@ -69,7 +69,7 @@ std::atomic<int> phase{0};
 
 void handler(int) {
     phase.store(1);
-    while (phase.load() == 1) sched_yield();  // sched_yield: TSan delivers signals at calls
+    while (phase.load() == 1) sched_yield();
 }
 
 }  // namespace altstack
