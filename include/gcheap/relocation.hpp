@@ -51,8 +51,10 @@ T* relocate(T* object) {
 /// for a trivially copyable T, and they must be the only pointers to these
 /// objects that matter (the copies replace them in the container).
 ///
-/// The container itself must be visible to the collector (a gcheap array, or
-/// memory registered with add_roots()), like any holder of gcheap pointers.
+/// The container itself must be visible to the collector (a gcheap array, a
+/// standard container with gcheap::allocator or traceable_allocator, a
+/// global, or memory registered with add_roots()), like any holder of gcheap
+/// pointers.
 class Compactor {
 public:
     /// `threshold`: a span below this occupancy is sparse (see is_sparse()).
