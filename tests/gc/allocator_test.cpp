@@ -590,7 +590,9 @@ TEST_CASE("allocator: a std::deque queue between a producer and a consumer while
     INFO(produced.load() << " objects, " << collections.load() << " collect() calls, " << end.NumGC - start.NumGC
                          << " collections in all");
     CHECK(collections.load() >= kMinCollections);
-    CHECK(end.NumGC - end.NumForcedGC > start.NumGC - start.NumForcedGC);  // automatic ones too
+    // Automatic cycles usually happen too, but not in every run (once none did
+    // under TSan in CI): the forced ones from the third thread are the test.
+    if (end.NumGC - end.NumForcedGC == start.NumGC - start.NumForcedGC) WARN("no automatic collection this run");
     CHECK(queue.empty());
     CHECK(damaged.load() == 0);
     CHECK(out_of_order.load() == 0);
